@@ -1,0 +1,300 @@
+/*
+ * client.c - a Client's request cycle: the OAuth request itself, and for every
+ * other call: a valid token, one transfer, one retry when Daraja says the token
+ * is invalid, then Daraja's JSON decoded into a dict or into our exceptions.
+ *
+ * A retry after an invalid-token answer is safe for money-moving calls too: the
+ * gateway refused the request before it reached the payment system.
+ */
+#include "daraja.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#define TOKEN_PATH "/oauth/v1/generate?grant_type=client_credentials"
+
+/* Daraja's error envelope, and the other shapes its errors come in. */
+typedef struct {
+    PyObject *parsed;        /* the decoded body, or NULL when it is not JSON */
+    const char *code;        /* borrowed from parsed */
+    const char *message;
+    const char *request_id;
+} Envelope;
+
+/* Join base_url and path into a new buffer; NULL with MemoryError. */
+static char *
+make_url(DarajaClient *c, const char *path)
+{
+    size_t n = strlen(c->base_url) + strlen(path) + 1;
+    char *url = malloc(n);
+    if (url == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    snprintf(url, n, "%s%s", c->base_url, path);
+    return url;
+}
+
+/* Concatenate n parts into a secret buffer we wipe later. */
+static int
+secret_concat(SecretBuf *out, const char *const *parts, const size_t *lens, int n)
+{
+    size_t total = 0, pos = 0;
+    for (int i = 0; i < n; i++) {
+        total += lens[i];
+    }
+    char *buf = malloc(total + 1);
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        memcpy(buf + pos, parts[i], lens[i]);
+        pos += lens[i];
+    }
+    buf[total] = '\0';
+    cr_secret_free(out);
+    out->data = buf;
+    out->len = total;
+    return 0;
+}
+
+/* "Authorization: <scheme> <value>" as a secret buffer. */
+static int
+auth_header(SecretBuf *out, const char *scheme, const char *value, size_t len)
+{
+    const char *parts[] = {"Authorization: ", scheme, " ", value};
+    const size_t lens[] = {15, strlen(scheme), 1, len};
+    return secret_concat(out, parts, lens, 4);
+}
+
+/* The body as a decoded JSON value (new reference), or NULL with no exception
+ * when it is not JSON. */
+static PyObject *
+decode_json(DarajaState *st, const TrResponse *resp)
+{
+    if (resp->len == 0) {
+        return NULL;
+    }
+    PyObject *bytes = PyBytes_FromStringAndSize(resp->body, (Py_ssize_t)resp->len);
+    if (bytes == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *value = PyObject_CallOneArg(st->json_loads, bytes);
+    Py_DECREF(bytes);
+    if (value == NULL) {
+        PyErr_Clear();
+    }
+    return value;
+}
+
+/* The first of `keys` present in dict d as a str (borrowed UTF-8), or NULL. */
+static const char *
+first_string(PyObject *d, const char *const *keys)
+{
+    for (; *keys != NULL; keys++) {
+        PyObject *v = PyDict_GetItemString(d, *keys);
+        if (v != NULL && PyUnicode_Check(v)) {
+            const char *s = PyUnicode_AsUTF8(v);
+            if (s == NULL) {
+                PyErr_Clear();
+            }
+            return s;
+        }
+        if (v != NULL && PyLong_Check(v)) {
+            /* Numeric codes are rare here; report them as absent rather than guess. */
+            continue;
+        }
+    }
+    return NULL;
+}
+
+static void
+read_envelope(DarajaState *st, const TrResponse *resp, Envelope *env)
+{
+    static const char *const code_keys[] = {"errorCode", "resultCode", "ResponseCode", NULL};
+    static const char *const message_keys[] = {"errorMessage", "resultDesc", "ResponseDescription",
+                                               "ResultDesc", NULL};
+    static const char *const id_keys[] = {"requestId", "RequestID", NULL};
+    memset(env, 0, sizeof(*env));
+    env->parsed = decode_json(st, resp);
+    if (env->parsed != NULL && PyDict_Check(env->parsed)) {
+        env->code = first_string(env->parsed, code_keys);
+        env->message = first_string(env->parsed, message_keys);
+        env->request_id = first_string(env->parsed, id_keys);
+    }
+}
+
+/* Does this answer say the token is invalid (expired, revoked, wrong environment)? */
+static int
+is_invalid_token(const TrResponse *resp, const Envelope *env)
+{
+    static const char *const codes[] = {"404.001.03", "400.003.01", "401.002.01", "401.003.01", NULL};
+    if (resp->status == 401) {
+        return 1;
+    }
+    for (const char *const *code = codes; env->code != NULL && *code != NULL; code++) {
+        if (strncmp(env->code, *code, strlen(*code)) == 0) {
+            return 1;
+        }
+    }
+    return env->message != NULL && strstr(env->message, "Invalid Access Token") != NULL;
+}
+
+/* Raise the APIError (or `type`) an error answer stands for; returns NULL. */
+static PyObject *
+raise_answer(DarajaState *st, PyObject *type, const TrResponse *resp, const Envelope *env, const char *url)
+{
+    char fallback[160];
+    const char *message = env->message;
+    if (message == NULL) {
+        PyOS_snprintf(fallback, sizeof(fallback), "%s answered HTTP %ld with %s", url, resp->status,
+                      env->parsed ? "JSON of an unknown shape"
+                                  : resp->len ? "a body that is not JSON" : "an empty body");
+        message = fallback;
+    }
+    return md_api_error(st, type, resp->status, env->code, env->request_id, message);
+}
+
+/* The dict a successful answer carries (new reference), or an APIError. */
+static PyObject *
+success_dict(DarajaState *st, const TrResponse *resp, Envelope *env, const char *url)
+{
+    if (env->parsed == NULL || !PyDict_Check(env->parsed)) {
+        char message[160];
+        PyOS_snprintf(message, sizeof(message), "%s answered HTTP %ld with %s", url, resp->status,
+                      env->parsed ? "JSON that is not an object" : "malformed JSON");
+        return md_api_error(st, st->APIError, resp->status, NULL, NULL, message);
+    }
+    PyObject *d = env->parsed;
+    env->parsed = NULL;
+    return d;
+}
+
+/* Parse the OAuth answer's expires_in: "3599" as Daraja sends it, or a number. */
+static int
+parse_expires_in(PyObject *v, double *out)
+{
+    if (v == NULL) {
+        return -1;
+    }
+    if (PyUnicode_Check(v)) {
+        const char *s = PyUnicode_AsUTF8(v);
+        char *end;
+        if (s == NULL) {
+            PyErr_Clear();
+            return -1;
+        }
+        *out = strtod(s, &end);
+        if (end == s || *end != '\0') {
+            return -1;
+        }
+    }
+    else if (PyLong_Check(v) || PyFloat_Check(v)) {
+        *out = PyFloat_AsDouble(v);
+    }
+    else {
+        return -1;
+    }
+    return *out > 0 && *out <= 366.0 * 86400 ? 0 : -1;
+}
+
+int
+cl_fetch_token(DarajaClient *c, SecretBuf *token, double *expires_in)
+{
+    DarajaState *st = md_client_state(c);
+    SecretBuf credentials = {0}, header = {0};
+    TrResponse resp = {0};
+    Envelope env = {0};
+    char *url = NULL, *basic = NULL;
+    size_t basic_len = 0;
+    int rc = -1;
+
+    const char *parts[] = {c->consumer_key, ":", c->consumer_secret.data};
+    const size_t lens[] = {strlen(c->consumer_key), 1, c->consumer_secret.len};
+    if ((url = make_url(c, TOKEN_PATH)) == NULL || secret_concat(&credentials, parts, lens, 3) < 0 ||
+        (basic = cr_base64(st, (unsigned char *)credentials.data, credentials.len, &basic_len)) == NULL ||
+        auth_header(&header, "Basic", basic, basic_len) < 0) {
+        goto done;
+    }
+    TrRequest req = {url, header.data, NULL, 0, 1};
+    if (tr_perform(st, c->transport, &req, &resp) < 0) {
+        goto done;
+    }
+    read_envelope(st, &resp, &env);
+    if (resp.status != 200) {
+        raise_answer(st, resp.status >= 500 ? st->APIError : st->AuthError, &resp, &env, TOKEN_PATH);
+        goto done;
+    }
+    PyObject *access = env.parsed && PyDict_Check(env.parsed)
+                           ? PyDict_GetItemString(env.parsed, "access_token") : NULL;
+    Py_ssize_t access_len = 0;
+    const char *access_text = access && PyUnicode_Check(access) ? PyUnicode_AsUTF8AndSize(access, &access_len)
+                                                                : NULL;
+    if (access_text == NULL || access_len == 0 || access_len > 4096 ||
+        parse_expires_in(PyDict_GetItemString(env.parsed, "expires_in"), expires_in) < 0) {
+        PyErr_Clear();
+        md_api_error(st, st->AuthError, resp.status, NULL, NULL,
+                     "the token answer lacks a usable access_token or expires_in");
+        goto done;
+    }
+    rc = cr_secret_set(token, access_text, (size_t)access_len);
+done:
+    Py_XDECREF(env.parsed);
+    tr_response_free(&resp);
+    if (basic != NULL) {
+        cr_wipe(basic, basic_len);
+        free(basic);
+    }
+    cr_secret_free(&header);
+    cr_secret_free(&credentials);
+    free(url);
+    return rc;
+}
+
+PyObject *
+cl_post(DarajaClient *c, const char *path, const char *body, size_t body_len, int idempotent)
+{
+    DarajaState *st = md_client_state(c);
+    SecretBuf token = {0}, header = {0};
+    TrResponse resp = {0};
+    Envelope env = {0};
+    PyObject *result = NULL;
+    char *url = make_url(c, path);
+
+    if (url == NULL) {
+        return NULL;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (tc_get(c, &token) < 0 || auth_header(&header, "Bearer", token.data, token.len) < 0) {
+            goto done;
+        }
+        TrRequest req = {url, header.data, body, body_len, idempotent};
+        if (tr_perform(st, c->transport, &req, &resp) < 0) {
+            goto done;
+        }
+        read_envelope(st, &resp, &env);
+        if (resp.status / 100 == 2) {
+            result = success_dict(st, &resp, &env, path);
+            goto done;
+        }
+        if (attempt == 0 && is_invalid_token(&resp, &env)) {
+            tc_reject(c, &token);
+            Py_CLEAR(env.parsed);
+            tr_response_free(&resp);
+            continue;
+        }
+        raise_answer(st, st->APIError, &resp, &env, path);
+        goto done;
+    }
+done:
+    Py_XDECREF(env.parsed);
+    tr_response_free(&resp);
+    cr_secret_free(&header);
+    cr_secret_free(&token);
+    free(url);
+    return result;
+}

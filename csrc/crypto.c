@@ -1,0 +1,408 @@
+/*
+ * crypto.c - OpenSSL only: certificate parsing, the Security Credential, base64,
+ * SHA-256, CA stores and the handling of secret buffers.
+ *
+ * Certificate validity dates and chains are deliberately not checked: Safaricom's
+ * published encryption certificates expired years ago and are still the ones in use.
+ * Only the public key matters.
+ *
+ * The parsed-key cache lives in the module state and is used with the GIL held,
+ * which serialises it; no call here releases the GIL.
+ */
+#include "daraja.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+
+#define MAX_CERTIFICATE_BYTES (64 * 1024)
+
+/* ---- secrets ----------------------------------------------------------- */
+
+int
+cr_secret_set(SecretBuf *out, const char *data, size_t len)
+{
+    /* malloc, not PyMem: secrets are freed where the GIL may not be held. */
+    char *copy = malloc(len + 1);
+    if (copy == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(copy, data, len);
+    copy[len] = '\0';
+    cr_secret_free(out);
+    out->data = copy;
+    out->len = len;
+    return 0;
+}
+
+void
+cr_secret_free(SecretBuf *s)
+{
+    if (s->data != NULL) {
+        OPENSSL_cleanse(s->data, s->len);
+        free(s->data);
+    }
+    s->data = NULL;
+    s->len = 0;
+}
+
+void
+cr_wipe(void *p, size_t n)
+{
+    if (p != NULL && n > 0) {
+        OPENSSL_cleanse(p, n);
+    }
+}
+
+int
+cr_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (alen != blen) {
+        return 0;
+    }
+    return alen == 0 || CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Copy the oldest queued OpenSSL error into buf, then clear the whole queue so a
+ * stale error never leaks into a later call. */
+static void
+take_openssl_error(char *buf, size_t size)
+{
+    unsigned long code = ERR_get_error();
+    if (code != 0) {
+        ERR_error_string_n(code, buf, size);
+    }
+    else {
+        PyOS_snprintf(buf, size, "unknown OpenSSL error");
+    }
+    ERR_clear_error();
+}
+
+/* Raise ValidationError for `field` with the queued OpenSSL reason; returns -1. */
+static int
+openssl_validation_error(DarajaState *st, const char *field, const char *what)
+{
+    char reason[256];
+    take_openssl_error(reason, sizeof(reason));
+    return md_validation_error(st, field, "%s (%s)", what, reason);
+}
+
+/* ---- encodings and digests --------------------------------------------- */
+
+char *
+cr_base64(DarajaState *st, const unsigned char *in, size_t len, size_t *out_len)
+{
+    (void)st;
+    if (len > INT_MAX / 2) {
+        PyErr_SetString(PyExc_OverflowError, "input too large to encode");
+        return NULL;
+    }
+    size_t size = 4 * ((len + 2) / 3) + 1;
+    char *out = malloc(size);
+    if (out == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    int n = EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+    *out_len = (size_t)n;
+    return out;
+}
+
+int
+cr_sha256(DarajaState *st, const void *in, size_t len, unsigned char out[32])
+{
+    (void)st;
+    unsigned int n = 0;
+    if (EVP_Digest(in, len, out, &n, EVP_sha256(), NULL) != 1 || n != 32) {
+        char reason[256];
+        take_openssl_error(reason, sizeof(reason));
+        PyErr_Format(PyExc_RuntimeError, "SHA-256 failed: %s", reason);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- certificates ------------------------------------------------------ */
+
+/* The bytes of a certificate given as bytes-like or str. Fills view; -1 on error. */
+static int
+certificate_bytes(DarajaState *st, PyObject *obj, Py_buffer *view)
+{
+    if (PyUnicode_Check(obj)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(obj, &n);
+        if (s == NULL) {
+            PyErr_Clear();
+            return md_validation_error(st, "certificate", "must be PEM text or DER bytes");
+        }
+        return PyBuffer_FillInfo(view, obj, (void *)s, n, 1, PyBUF_SIMPLE);
+    }
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        return md_validation_error(st, "certificate", "must be PEM text or DER bytes, not %s",
+                                   Py_TYPE(obj)->tp_name);
+    }
+    return 0;
+}
+
+/* Parse PEM or DER bytes into an X509; NULL with ValidationError on garbage. */
+static X509 *
+parse_certificate(DarajaState *st, const unsigned char *data, size_t len)
+{
+    X509 *cert = NULL;
+    if (len == 0 || len > MAX_CERTIFICATE_BYTES) {
+        md_validation_error(st, "certificate", "must be between 1 byte and 64 KiB");
+        return NULL;
+    }
+    ERR_clear_error();
+    if (memmem(data, len, "-----BEGIN", 10) != NULL) {
+        BIO *bio = BIO_new_mem_buf(data, (int)len);
+        if (bio != NULL) {
+            cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+            BIO_free(bio);
+        }
+    }
+    else {
+        const unsigned char *p = data;
+        cert = d2i_X509(NULL, &p, (long)len);
+        if (cert != NULL && p != data + len) {
+            X509_free(cert);
+            cert = NULL;
+            md_validation_error(st, "certificate", "has trailing bytes after the DER certificate");
+            ERR_clear_error();
+            return NULL;
+        }
+    }
+    if (cert == NULL) {
+        openssl_validation_error(st, "certificate", "is not a PEM or DER X.509 certificate");
+        return NULL;
+    }
+    return cert;
+}
+
+/* The RSA public key of a certificate, from the cache or parsed and cached.
+ * Returns a borrowed key; NULL with an exception on error. */
+static EVP_PKEY *
+cached_rsa_key(DarajaState *st, const unsigned char *data, size_t len)
+{
+    unsigned char digest[32];
+    if (cr_sha256(st, data, len, digest) < 0) {
+        return NULL;
+    }
+    for (int i = 0; i < DR_KEY_CACHE_SLOTS; i++) {
+        if (st->keys[i].key != NULL && CRYPTO_memcmp(st->keys[i].digest, digest, 32) == 0) {
+            return st->keys[i].key;
+        }
+    }
+    X509 *cert = parse_certificate(st, data, len);
+    if (cert == NULL) {
+        return NULL;
+    }
+    EVP_PKEY *key = X509_get_pubkey(cert);
+    X509_free(cert);
+    if (key == NULL) {
+        openssl_validation_error(st, "certificate", "has no usable public key");
+        return NULL;
+    }
+    if (EVP_PKEY_base_id(key) != EVP_PKEY_RSA || EVP_PKEY_bits(key) < 1024) {
+        EVP_PKEY_free(key);
+        md_validation_error(st, "certificate", "must hold an RSA key of at least 1024 bits");
+        return NULL;
+    }
+    KeySlot *slot = &st->keys[st->next_key_slot++ % DR_KEY_CACHE_SLOTS];
+    EVP_PKEY_free(slot->key);
+    slot->key = key;
+    memcpy(slot->digest, digest, 32);
+    return key;
+}
+
+void
+cr_key_cache_clear(DarajaState *st)
+{
+    for (int i = 0; i < DR_KEY_CACHE_SLOTS; i++) {
+        EVP_PKEY_free(st->keys[i].key);
+        st->keys[i].key = NULL;
+    }
+}
+
+/* RSA PKCS#1 v1.5 encryption of in under key, base64 (new str); NULL on error. */
+static PyObject *
+encrypt_pkcs1_base64(DarajaState *st, EVP_PKEY *key, const unsigned char *in, size_t len)
+{
+    unsigned char *cipher = NULL;
+    char *encoded = NULL;
+    size_t cipher_len = 0, encoded_len = 0;
+    PyObject *result = NULL;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
+
+    if (ctx == NULL || EVP_PKEY_encrypt_init(ctx) != 1 ||
+        EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1 ||
+        EVP_PKEY_encrypt(ctx, NULL, &cipher_len, in, len) != 1) {
+        openssl_validation_error(st, "certificate", "cannot encrypt with this key");
+        goto done;
+    }
+    if ((cipher = malloc(cipher_len)) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (EVP_PKEY_encrypt(ctx, cipher, &cipher_len, in, len) != 1) {
+        openssl_validation_error(st, "initiator_password", "cannot be encrypted with this key");
+        goto done;
+    }
+    if ((encoded = cr_base64(st, cipher, cipher_len, &encoded_len)) == NULL) {
+        goto done;
+    }
+    result = PyUnicode_FromStringAndSize(encoded, (Py_ssize_t)encoded_len);
+done:
+    free(encoded);
+    free(cipher);
+    EVP_PKEY_CTX_free(ctx);
+    return result;
+}
+
+PyObject *
+cr_py_security_credential(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    DarajaState *st = PyModule_GetState(module);
+    Py_buffer view = {0};
+    const char *password;
+    Py_ssize_t password_len;
+    PyObject *result = NULL;
+
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "security_credential(certificate, initiator_password) takes 2 arguments");
+        return NULL;
+    }
+    if (va_secret(st, "initiator_password", args[1], &password, &password_len) < 0) {
+        return NULL;
+    }
+    if (certificate_bytes(st, args[0], &view) < 0) {
+        return NULL;
+    }
+    EVP_PKEY *key = cached_rsa_key(st, view.buf, (size_t)view.len);
+    if (key == NULL) {
+        goto done;
+    }
+    /* PKCS#1 v1.5 leaves room for 11 bytes of padding. */
+    if ((size_t)password_len > (size_t)EVP_PKEY_size(key) - 11) {
+        md_validation_error(st, "initiator_password", "is too long for this certificate's key");
+        goto done;
+    }
+    result = encrypt_pkcs1_base64(st, key, (const unsigned char *)password, (size_t)password_len);
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* An X509_NAME as an RFC 2253 string (new str). */
+static PyObject *
+name_string(X509_NAME *name)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *text;
+    if (bio == NULL || X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) < 0) {
+        BIO_free(bio);
+        ERR_clear_error();
+        return PyErr_NoMemory();
+    }
+    long n = BIO_get_mem_data(bio, &text);
+    PyObject *result = PyUnicode_DecodeUTF8(text, n, "replace");
+    BIO_free(bio);
+    return result;
+}
+
+/* An ASN1_TIME as "YYYY-MM-DDTHH:MM:SSZ" (new str), or None if unreadable. */
+static PyObject *
+time_string(const ASN1_TIME *t)
+{
+    struct tm tm;
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) {
+        ERR_clear_error();
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromFormat("%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* The SHA-256 fingerprint as colon-separated uppercase hex (new str). */
+static PyObject *
+fingerprint_string(DarajaState *st, X509 *cert)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    char hex[EVP_MAX_MD_SIZE * 3 + 1];
+    if (X509_digest(cert, EVP_sha256(), md, &n) != 1) {
+        openssl_validation_error(st, "certificate", "cannot be fingerprinted");
+        return NULL;
+    }
+    for (unsigned int i = 0; i < n; i++) {
+        PyOS_snprintf(hex + 3 * i, 4, "%02X:", md[i]);
+    }
+    hex[n ? 3 * n - 1 : 0] = '\0';
+    return PyUnicode_FromString(hex);
+}
+
+PyObject *
+cr_py_certificate_info(PyObject *module, PyObject *arg)
+{
+    DarajaState *st = PyModule_GetState(module);
+    Py_buffer view = {0};
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    PyObject *info = NULL;
+
+    if (certificate_bytes(st, arg, &view) < 0) {
+        return NULL;
+    }
+    if ((cert = parse_certificate(st, view.buf, (size_t)view.len)) == NULL) {
+        goto done;
+    }
+    if ((key = X509_get_pubkey(cert)) == NULL) {
+        openssl_validation_error(st, "certificate", "has no usable public key");
+        goto done;
+    }
+    int key_id = EVP_PKEY_base_id(key);
+    const char *key_type = key_id == EVP_PKEY_RSA ? "RSA" : key_id == EVP_PKEY_EC ? "EC" : "other";
+    info = Py_BuildValue("{s:N,s:N,s:s,s:i,s:N,s:N,s:N}", "subject", name_string(X509_get_subject_name(cert)),
+                         "issuer", name_string(X509_get_issuer_name(cert)), "key_type", key_type, "key_bits",
+                         EVP_PKEY_bits(key), "fingerprint_sha256", fingerprint_string(st, cert),
+                         "not_before", time_string(X509_get0_notBefore(cert)), "not_after",
+                         time_string(X509_get0_notAfter(cert)));
+done:
+    EVP_PKEY_free(key);
+    X509_free(cert);
+    PyBuffer_Release(&view);
+    return info;
+}
+
+/* ---- CA stores --------------------------------------------------------- */
+
+X509_STORE *
+cr_load_ca_store(DarajaState *st, const char *ca_file)
+{
+    X509_STORE *store = X509_STORE_new();
+    if (store == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    ERR_clear_error();
+    int ok = ca_file != NULL ? X509_STORE_load_locations(store, ca_file, NULL)
+                             : X509_STORE_set_default_paths(store);
+    if (ok != 1) {
+        X509_STORE_free(store);
+        openssl_validation_error(st, "ca_file", "cannot load CA certificates");
+        return NULL;
+    }
+    ERR_clear_error();
+    return store;
+}

@@ -1,0 +1,634 @@
+/*
+ * module.c - the _daraja module: multi-phase init with per-module state, the
+ * exception classes, the Client type and the module-level functions.
+ */
+#include "daraja.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+static struct PyModuleDef daraja_module;
+
+static const char *const ENVIRONMENTS[] = {"sandbox", "production", NULL};
+static const char *const ENVIRONMENT_URLS[] = {
+    "https://sandbox.safaricom.co.ke",
+    "https://api.safaricom.co.ke",
+};
+
+static inline DarajaState *
+get_state(PyObject *module)
+{
+    return (DarajaState *)PyModule_GetState(module);
+}
+
+DarajaState *
+md_client_state(DarajaClient *c)
+{
+    return get_state(c->module);
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Instantiate `type` with `message`, set the given attributes, raise it. */
+static void
+raise_with_attrs(PyObject *type, PyObject *message, const char *const *names, PyObject *const *values,
+                 int count)
+{
+    PyObject *exc = PyObject_CallOneArg(type, message);
+    if (exc == NULL) {
+        return;
+    }
+    for (int i = 0; i < count; i++) {
+        if (PyObject_SetAttrString(exc, names[i], values[i]) < 0) {
+            Py_DECREF(exc);
+            return;
+        }
+    }
+    PyErr_SetObject(type, exc);
+    Py_DECREF(exc);
+}
+
+int
+md_validation_error(DarajaState *st, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    PyObject *detail = PyUnicode_FromFormatV(fmt, ap);
+    va_end(ap);
+    if (detail == NULL) {
+        return -1;
+    }
+    PyObject *message = PyUnicode_FromFormat("%s: %U", field, detail);
+    PyObject *name = PyUnicode_FromString(field);
+    if (message != NULL && name != NULL) {
+        static const char *const names[] = {"field"};
+        raise_with_attrs(st->ValidationError, message, names, &name, 1);
+    }
+    Py_XDECREF(name);
+    Py_XDECREF(message);
+    Py_DECREF(detail);
+    return -1;
+}
+
+/* A str for a C string, or None for NULL (new reference). */
+static PyObject *
+str_or_none(const char *s)
+{
+    if (s == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
+}
+
+PyObject *
+md_api_error(DarajaState *st, PyObject *type, long http_status, const char *error_code,
+             const char *request_id, const char *message)
+{
+    static const char *const names[] = {"http_status", "error_code", "request_id", "error_message"};
+    PyObject *values[4] = {
+        http_status ? PyLong_FromLong(http_status) : Py_NewRef(Py_None),
+        str_or_none(error_code),
+        str_or_none(request_id),
+        str_or_none(message),
+    };
+    PyObject *text = NULL;
+    if (values[0] == NULL || values[1] == NULL || values[2] == NULL || values[3] == NULL) {
+        goto done;
+    }
+    if (error_code != NULL) {
+        text = PyUnicode_FromFormat("HTTP %ld, %s: %s", http_status, error_code,
+                                    message ? message : "(no message)");
+    }
+    else {
+        text = PyUnicode_FromFormat("HTTP %ld: %s", http_status, message ? message : "(no message)");
+    }
+    if (text != NULL) {
+        raise_with_attrs(type, text, names, values, 4);
+    }
+done:
+    (void)st;
+    Py_XDECREF(text);
+    for (int i = 0; i < 4; i++) {
+        Py_XDECREF(values[i]);
+    }
+    return NULL;
+}
+
+int
+md_transport_error(DarajaState *st, PyObject *type, int sent, const char *fmt, ...)
+{
+    (void)st;
+    va_list ap;
+    va_start(ap, fmt);
+    PyObject *message = PyUnicode_FromFormatV(fmt, ap);
+    va_end(ap);
+    if (message == NULL) {
+        return -1;
+    }
+    static const char *const names[] = {"sent"};
+    PyObject *value = PyBool_FromLong(sent);
+    raise_with_attrs(type, message, names, &value, 1);
+    Py_DECREF(value);
+    Py_DECREF(message);
+    return -1;
+}
+
+/* ---- Client ------------------------------------------------------------ */
+
+/* A heap copy of a Python str's UTF-8; NULL with an exception on error. */
+static char *
+copy_utf8(PyObject *s)
+{
+    Py_ssize_t n;
+    const char *p = PyUnicode_AsUTF8AndSize(s, &n);
+    if (p == NULL) {
+        return NULL;
+    }
+    char *copy = PyMem_Malloc((size_t)n + 1);
+    if (copy == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    memcpy(copy, p, (size_t)n + 1);
+    return copy;
+}
+
+/* Check base_url: https only, a host, no whitespace; return a copy without trailing '/'. */
+static char *
+checked_base_url(DarajaState *st, PyObject *v)
+{
+    const char *url;
+    Py_ssize_t n;
+    if (va_text(st, "base_url", v, 9, 2048, &url, &n) < 0) {
+        return NULL;
+    }
+    if (PyOS_strnicmp(url, "https://", 8) != 0) {
+        md_validation_error(st, "base_url", "must start with https:// (TLS is never turned off)");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (url[i] == ' ' || url[i] == '\t' || url[i] == '?' || url[i] == '#' || url[i] == '@') {
+            md_validation_error(st, "base_url", "must be a plain https://host[:port][/path] URL");
+            return NULL;
+        }
+    }
+    while (n > 8 && url[n - 1] == '/') {
+        n--;
+    }
+    if (n == 8 || url[8] == '/') {
+        md_validation_error(st, "base_url", "has no host");
+        return NULL;
+    }
+    char *copy = PyMem_Malloc((size_t)n + 1);
+    if (copy == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    memcpy(copy, url, (size_t)n);
+    copy[n] = '\0';
+    return copy;
+}
+
+/* Check that token_store has callable load() and store(). */
+static int
+check_token_store(DarajaState *st, PyObject *store)
+{
+    static const char *const methods[] = {"load", "store"};
+    for (int i = 0; i < 2; i++) {
+        PyObject *m = PyObject_GetAttrString(store, methods[i]);
+        int ok = m != NULL && PyCallable_Check(m);
+        Py_XDECREF(m);
+        if (!ok) {
+            PyErr_Clear();
+            return md_validation_error(st, "token_store", "must have callable load() and store() methods");
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"consumer_key", "consumer_secret", "environment", "base_url", "ca_file",
+                             "timeout", "connect_timeout", "token_store", NULL};
+    PyObject *key_obj, *secret_obj, *env_obj = NULL, *base_obj = Py_None, *ca_obj = Py_None;
+    PyObject *store = Py_None;
+    double timeout = 30.0, connect_timeout = 5.0;
+    PyObject *ca_path = NULL;
+    const char *key, *secret, *environment;
+    Py_ssize_t key_len, secret_len;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$OOOddO:Client", kwlist, &key_obj, &secret_obj,
+                                     &env_obj, &base_obj, &ca_obj, &timeout, &connect_timeout, &store)) {
+        return NULL;
+    }
+    PyObject *module = PyType_GetModule(type);
+    if (module == NULL) {
+        return NULL;
+    }
+    DarajaState *st = get_state(module);
+
+    if (va_text(st, "consumer_key", key_obj, 1, 256, &key, &key_len) < 0) {
+        return NULL;
+    }
+    if (memchr(key, ':', (size_t)key_len) != NULL) {
+        md_validation_error(st, "consumer_key", "must not contain ':'");
+        return NULL;
+    }
+    if (va_secret(st, "consumer_secret", secret_obj, &secret, &secret_len) < 0) {
+        return NULL;
+    }
+    if (env_obj == NULL) {
+        environment = ENVIRONMENTS[0];
+    }
+    else if (va_choice(st, "environment", env_obj, ENVIRONMENTS, &environment) < 0) {
+        return NULL;
+    }
+    if (!(timeout > 0.0 && timeout <= 600.0)) {
+        md_validation_error(st, "timeout", "must be between 0 and 600 seconds");
+        return NULL;
+    }
+    if (!(connect_timeout > 0.0 && connect_timeout <= timeout)) {
+        md_validation_error(st, "connect_timeout", "must be positive and at most timeout");
+        return NULL;
+    }
+    if (store != Py_None && check_token_store(st, store) < 0) {
+        return NULL;
+    }
+    if (ca_obj != Py_None && !PyUnicode_FSConverter(ca_obj, &ca_path)) {
+        PyErr_Clear();
+        md_validation_error(st, "ca_file", "must be a path");
+        return NULL;
+    }
+
+    DarajaClient *self = (DarajaClient *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        goto error;
+    }
+    self->module = Py_NewRef(module);
+    self->timeout = timeout;
+    self->environment = environment == ENVIRONMENTS[0] ? "sandbox" : "production";
+    if (base_obj != Py_None) {
+        self->base_url = checked_base_url(st, base_obj);
+    }
+    else {
+        const char *url = ENVIRONMENT_URLS[environment == ENVIRONMENTS[0] ? 0 : 1];
+        self->base_url = PyMem_Malloc(strlen(url) + 1);
+        if (self->base_url == NULL) {
+            PyErr_NoMemory();
+        }
+        else {
+            strcpy(self->base_url, url);
+        }
+    }
+    if (self->base_url == NULL) {
+        goto error;
+    }
+    if ((self->consumer_key = copy_utf8(key_obj)) == NULL) {
+        goto error;
+    }
+    if (cr_secret_set(&self->consumer_secret, secret, (size_t)secret_len) < 0) {
+        goto error;
+    }
+    self->transport = tr_new(st, ca_path ? PyBytes_AS_STRING(ca_path) : NULL, connect_timeout, timeout);
+    if (self->transport == NULL) {
+        goto error;
+    }
+    self->token = tc_entry(&st->tokens, self->base_url, self->consumer_key, &self->consumer_secret);
+    if (self->token == NULL) {
+        goto error;
+    }
+    if (store != Py_None) {
+        self->token_store = Py_NewRef(store);
+    }
+    Py_XDECREF(ca_path);
+    return (PyObject *)self;
+
+error:
+    Py_XDECREF(ca_path);
+    Py_XDECREF(self);
+    return NULL;
+}
+
+static int
+client_traverse(DarajaClient *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->module);
+    Py_VISIT(self->token_store);
+    return 0;
+}
+
+static int
+client_clear(DarajaClient *self)
+{
+    Py_CLEAR(self->token_store);
+    Py_CLEAR(self->module);
+    return 0;
+}
+
+static void
+client_dealloc(DarajaClient *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->transport != NULL) {
+        tr_free(self->transport);
+    }
+    cr_secret_free(&self->consumer_secret);
+    PyMem_Free(self->consumer_key);
+    PyMem_Free(self->base_url);
+    client_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+client_repr(DarajaClient *self)
+{
+    /* Only a prefix of the consumer key: enough to tell clients apart. */
+    char key[8] = {0};
+    strncpy(key, self->consumer_key, 4);
+    return PyUnicode_FromFormat("<Client environment='%s' base_url='%s' consumer_key='%s...'>",
+                                self->environment, self->base_url, key);
+}
+
+static PyObject *
+client_access_token(DarajaClient *self, PyObject *Py_UNUSED(ignored))
+{
+    SecretBuf token = {0};
+    if (tc_get(self, &token) < 0) {
+        return NULL;
+    }
+    PyObject *result = PyUnicode_FromStringAndSize(token.data, (Py_ssize_t)token.len);
+    cr_secret_free(&token);
+    return result;
+}
+
+static PyObject *
+client_get_environment(DarajaClient *self, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(self->environment);
+}
+
+static PyObject *
+client_get_base_url(DarajaClient *self, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(self->base_url);
+}
+
+static PyObject *
+client_get_timeout(DarajaClient *self, void *Py_UNUSED(closure))
+{
+    return PyFloat_FromDouble(self->timeout);
+}
+
+static PyMethodDef client_methods[] = {
+    {"access_token", (PyCFunction)client_access_token, METH_NOARGS,
+     "access_token() -> str\n\nA valid OAuth token: cached, renewed before expiry, one request "
+     "at a time."},
+    {"stk_push", (PyCFunction)(void (*)(void))ex_py_stk_push, METH_VARARGS | METH_KEYWORDS,
+     "stk_push(*, shortcode, passkey, amount, phone, callback_url, account_reference, description, "
+     "transaction_type='CustomerPayBillOnline', party_b=None, timestamp=None) -> dict\n\n"
+     "Send an M-Pesa Express (STK push) prompt. Never resent automatically."},
+    {"stk_query", (PyCFunction)(void (*)(void))ex_py_stk_query, METH_VARARGS | METH_KEYWORDS,
+     "stk_query(*, shortcode, passkey, checkout_request_id, timestamp=None) -> dict\n\n"
+     "Ask Daraja for the result of an STK push."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef client_getset[] = {
+    {"environment", (getter)client_get_environment, NULL, "'sandbox' or 'production'", NULL},
+    {"base_url", (getter)client_get_base_url, NULL, "the Daraja host requests go to", NULL},
+    {"timeout", (getter)client_get_timeout, NULL, "total time allowed per request, seconds", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot client_slots[] = {
+    {Py_tp_doc, "Client(consumer_key, consumer_secret, *, environment='sandbox', base_url=None, "
+                "ca_file=None, timeout=30.0, connect_timeout=5.0, token_store=None)\n\n"
+                "A Daraja API client. Safe to share between threads."},
+    {Py_tp_new, client_new},
+    {Py_tp_dealloc, client_dealloc},
+    {Py_tp_traverse, client_traverse},
+    {Py_tp_clear, client_clear},
+    {Py_tp_repr, client_repr},
+    {Py_tp_methods, client_methods},
+    {Py_tp_getset, client_getset},
+    {0, NULL},
+};
+
+static PyType_Spec client_spec = {
+    .name = "frappe_mpesa.daraja.Client",
+    .basicsize = sizeof(DarajaClient),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = client_slots,
+};
+
+/* ---- module functions -------------------------------------------------- */
+
+static PyMethodDef module_functions[] = {
+    {"security_credential", (PyCFunction)(void (*)(void))cr_py_security_credential, METH_FASTCALL,
+     "security_credential(certificate, initiator_password) -> str\n\n"
+     "RSA PKCS#1 v1.5 encryption of the password under the certificate's key, base64."},
+    {"certificate_info", (PyCFunction)cr_py_certificate_info, METH_O,
+     "certificate_info(certificate) -> dict\n\nSubject, issuer, key type and size, SHA-256 "
+     "fingerprint and validity of a PEM or DER certificate."},
+    {"stk_password", (PyCFunction)(void (*)(void))ex_py_stk_password, METH_FASTCALL,
+     "stk_password(shortcode, passkey, timestamp) -> str\n\nbase64(shortcode + passkey + timestamp)."},
+    {"timestamp", (PyCFunction)va_py_timestamp, METH_NOARGS,
+     "timestamp() -> str\n\nNairobi's time now as YYYYMMDDHHmmss."},
+    {"normalize_phone", (PyCFunction)va_py_normalize_phone, METH_O,
+     "normalize_phone(value) -> str\n\nA Kenyan mobile number as 2547XXXXXXXX or 2541XXXXXXXX."},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ---- exec slots: one per concern --------------------------------------- */
+
+/* Create an exception class with the given attribute defaults set to None. */
+static PyObject *
+new_exception(PyObject *module, const char *name, const char *doc, PyObject *bases,
+              const char *const *attrs)
+{
+    PyObject *dict = PyDict_New();
+    if (dict == NULL) {
+        return NULL;
+    }
+    for (; attrs != NULL && *attrs != NULL; attrs++) {
+        if (PyDict_SetItemString(dict, *attrs, Py_None) < 0) {
+            Py_DECREF(dict);
+            return NULL;
+        }
+    }
+    char qualified[96];
+    PyOS_snprintf(qualified, sizeof(qualified), "frappe_mpesa.daraja.%s", name);
+    PyObject *type = PyErr_NewExceptionWithDoc(qualified, doc, bases, dict);
+    Py_DECREF(dict);
+    if (type == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, name, type) < 0) {
+        Py_DECREF(type);
+        return NULL;
+    }
+    return type;
+}
+
+static int
+exec_exceptions(PyObject *module)
+{
+    DarajaState *st = get_state(module);
+    static const char *const api_attrs[] = {"http_status", "error_code", "request_id", "error_message",
+                                            NULL};
+    static const char *const field_attrs[] = {"field", NULL};
+    static const char *const sent_attrs[] = {"sent", NULL};
+    PyObject *bases = NULL;
+
+    st->DarajaError = new_exception(module, "DarajaError", "Base of every error this module raises.",
+                                    NULL, NULL);
+    if (st->DarajaError == NULL) {
+        return -1;
+    }
+    bases = PyTuple_Pack(2, st->DarajaError, PyExc_ValueError);
+    if (bases == NULL) {
+        return -1;
+    }
+    st->ValidationError = new_exception(module, "ValidationError",
+                                        "Bad input, refused before any network I/O; `field` names it.",
+                                        bases, field_attrs);
+    Py_DECREF(bases);
+    if (st->ValidationError == NULL) {
+        return -1;
+    }
+    st->AuthError = new_exception(module, "AuthError", "Daraja refused the token request.",
+                                  st->DarajaError, api_attrs);
+    st->APIError = new_exception(module, "APIError",
+                                 "Daraja answered with an error: http_status, error_code, request_id.",
+                                 st->DarajaError, api_attrs);
+    if (st->AuthError == NULL || st->APIError == NULL) {
+        return -1;
+    }
+    st->TransportError = new_exception(module, "TransportError",
+                                       "The request did not complete; `sent` says whether it may have "
+                                       "reached Daraja.",
+                                       st->DarajaError, sent_attrs);
+    if (st->TransportError == NULL) {
+        return -1;
+    }
+    st->TimeoutError = new_exception(module, "TimeoutError", "The request ran out of time.",
+                                     st->TransportError, NULL);
+    st->TLSError = new_exception(module, "TLSError", "The TLS connection could not be verified.",
+                                 st->TransportError, NULL);
+    return st->TimeoutError == NULL || st->TLSError == NULL ? -1 : 0;
+}
+
+static int
+exec_client_type(PyObject *module)
+{
+    DarajaState *st = get_state(module);
+    st->ClientType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &client_spec, NULL);
+    if (st->ClientType == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, st->ClientType);
+}
+
+static int
+exec_libraries(PyObject *module)
+{
+    DarajaState *st = get_state(module);
+    /* curl_global_init is idempotent and thread-safe in the libcurl versions we accept. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        PyErr_SetString(PyExc_ImportError, "libcurl could not be initialised");
+        return -1;
+    }
+    PyObject *json = PyImport_ImportModule("json");
+    if (json == NULL) {
+        return -1;
+    }
+    st->json_loads = PyObject_GetAttrString(json, "loads");
+    Py_DECREF(json);
+    if (st->json_loads == NULL) {
+        return -1;
+    }
+    const curl_version_info_data *info = curl_version_info(CURLVERSION_NOW);
+    return PyModule_AddStringConstant(module, "libcurl_version", info->version) < 0 ||
+                   PyModule_AddStringConstant(module, "openssl_version",
+                                              OpenSSL_version(OPENSSL_VERSION)) < 0
+               ? -1
+               : 0;
+}
+
+static int
+exec_token_cache(PyObject *module)
+{
+    return tc_init(&get_state(module)->tokens);
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, exec_exceptions},
+    {Py_mod_exec, exec_client_type},
+    {Py_mod_exec, exec_libraries},
+    {Py_mod_exec, exec_token_cache},
+    {0, NULL},
+};
+
+static int
+module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    DarajaState *st = get_state(module);
+    Py_VISIT(st->DarajaError);
+    Py_VISIT(st->ValidationError);
+    Py_VISIT(st->AuthError);
+    Py_VISIT(st->APIError);
+    Py_VISIT(st->TransportError);
+    Py_VISIT(st->TimeoutError);
+    Py_VISIT(st->TLSError);
+    Py_VISIT(st->ClientType);
+    Py_VISIT(st->json_loads);
+    return 0;
+}
+
+static int
+module_clear(PyObject *module)
+{
+    DarajaState *st = get_state(module);
+    Py_CLEAR(st->DarajaError);
+    Py_CLEAR(st->ValidationError);
+    Py_CLEAR(st->AuthError);
+    Py_CLEAR(st->APIError);
+    Py_CLEAR(st->TransportError);
+    Py_CLEAR(st->TimeoutError);
+    Py_CLEAR(st->TLSError);
+    Py_CLEAR(st->ClientType);
+    Py_CLEAR(st->json_loads);
+    return 0;
+}
+
+static void
+module_free(void *module)
+{
+    DarajaState *st = get_state((PyObject *)module);
+    module_clear((PyObject *)module);
+    tc_clear(&st->tokens);
+    cr_key_cache_clear(st);
+}
+
+static struct PyModuleDef daraja_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "frappe_mpesa._daraja",
+    .m_doc = "The C core of frappe_mpesa: Daraja transport, OAuth token cache and credentials.\n"
+             "Import it through frappe_mpesa.daraja.",
+    .m_size = sizeof(DarajaState),
+    .m_methods = module_functions,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC
+PyInit__daraja(void)
+{
+    return PyModuleDef_Init(&daraja_module);
+}

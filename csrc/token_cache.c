@@ -1,0 +1,325 @@
+/*
+ * token_cache.c - OAuth tokens, one entry per (host, consumer key, secret), shared
+ * by every Client of the module: one process serves many Frappe sites, and each
+ * site's clients reuse one token until it is DR_TOKEN_MARGIN seconds from expiry.
+ *
+ * Single flight: when no valid token is cached, one caller (the leader) fetches
+ * while the others wait on a condition variable with the GIL released. The leader
+ * first asks the Client's token_store (shared across worker processes), then the
+ * network through the Client; every new token is told to the store.
+ *
+ * Lock discipline: the cache lock is taken with or without the GIL, but never held
+ * while waiting for the GIL, so it cannot deadlock against Python threads.
+ * No I/O happens here; fetching is the Client's job (cl_fetch_token).
+ */
+#include "daraja.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+struct TokenEntry {
+    TokenEntry *next;
+    char *base_url;
+    char *consumer_key;
+    unsigned char secret_digest[32];
+    SecretBuf token;
+    double expires_at;              /* epoch seconds */
+    unsigned char rejected[32];     /* digest of the last token Daraja refused */
+    int has_rejected;
+    int in_flight;                  /* a leader is fetching */
+    pthread_cond_t done;            /* signalled when in_flight drops */
+};
+
+static double
+now_epoch(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+fork_prepare(void *arg)
+{
+    pthread_mutex_lock(&((TokenCache *)arg)->lock);
+}
+
+static void
+fork_parent(void *arg)
+{
+    pthread_mutex_unlock(&((TokenCache *)arg)->lock);
+}
+
+/* In the child no leader exists: clear in-flight marks so nobody waits for one. */
+static void
+fork_child(void *arg)
+{
+    TokenCache *tc = arg;
+    for (TokenEntry *e = tc->entries; e != NULL; e = e->next) {
+        e->in_flight = 0;
+        pthread_cond_init(&e->done, NULL);
+    }
+    pthread_mutex_unlock(&tc->lock);
+}
+
+int
+tc_init(TokenCache *tc)
+{
+    pthread_mutex_init(&tc->lock, NULL);
+    tc->entries = NULL;
+    tc->hook = (AfHook){fork_prepare, fork_parent, fork_child, tc, NULL, NULL};
+    if (af_register(&tc->hook) < 0) {
+        pthread_mutex_destroy(&tc->lock);
+        return -1;
+    }
+    tc->ready = 1;
+    return 0;
+}
+
+void
+tc_clear(TokenCache *tc)
+{
+    if (!tc->ready) {
+        return;
+    }
+    af_unregister(&tc->hook);
+    TokenEntry *e = tc->entries;
+    while (e != NULL) {
+        TokenEntry *next = e->next;
+        cr_secret_free(&e->token);
+        pthread_cond_destroy(&e->done);
+        free(e->base_url);
+        free(e->consumer_key);
+        free(e);
+        e = next;
+    }
+    tc->entries = NULL;
+    pthread_mutex_destroy(&tc->lock);
+    tc->ready = 0;
+}
+
+TokenEntry *
+tc_entry(TokenCache *tc, const char *base_url, const char *key, const SecretBuf *secret)
+{
+    unsigned char digest[32];
+    TokenEntry *e;
+    if (cr_sha256(NULL, secret->data, secret->len, digest) < 0) {
+        return NULL;
+    }
+    pthread_mutex_lock(&tc->lock);
+    for (e = tc->entries; e != NULL; e = e->next) {
+        /* The secret must match too: knowing a consumer key is not enough to
+         * borrow another site's token. */
+        if (strcmp(e->base_url, base_url) == 0 && strcmp(e->consumer_key, key) == 0 &&
+            CRYPTO_memcmp(e->secret_digest, digest, 32) == 0) {
+            break;
+        }
+    }
+    if (e == NULL && (e = calloc(1, sizeof(*e))) != NULL) {
+        e->base_url = strdup(base_url);
+        e->consumer_key = strdup(key);
+        if (e->base_url == NULL || e->consumer_key == NULL) {
+            free(e->base_url);
+            free(e->consumer_key);
+            free(e);
+            e = NULL;
+        }
+        else {
+            memcpy(e->secret_digest, digest, 32);
+            pthread_cond_init(&e->done, NULL);
+            e->next = tc->entries;
+            tc->entries = e;
+        }
+    }
+    pthread_mutex_unlock(&tc->lock);
+    cr_wipe(digest, sizeof(digest));
+    if (e == NULL) {
+        PyErr_NoMemory();
+    }
+    return e;
+}
+
+/* Is the entry's token usable now? Caller holds the lock. */
+static int
+token_valid(const TokenEntry *e, double now)
+{
+    return e->token.data != NULL && now < e->expires_at - DR_TOKEN_MARGIN;
+}
+
+/* Wait, without the GIL, until no leader is fetching; -1 with TimeoutError if
+ * that takes longer than the Client's own requests could. */
+static int
+wait_for_leader(DarajaClient *c, TokenCache *tc, TokenEntry *e)
+{
+    struct timespec deadline;
+    int rc = 0;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += (time_t)(2 * c->timeout) + 5;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&tc->lock);
+    while (e->in_flight && rc != ETIMEDOUT) {
+        rc = pthread_cond_timedwait(&e->done, &tc->lock, &deadline);
+    }
+    pthread_mutex_unlock(&tc->lock);
+    Py_END_ALLOW_THREADS
+    if (rc == ETIMEDOUT) {
+        return md_transport_error(md_client_state(c), md_client_state(c)->TimeoutError, 0,
+                                  "timed out waiting for another thread's token request");
+    }
+    return 0;
+}
+
+/* Ask the token_store for a token. 1: *token and *expires_at filled; 0: none
+ * usable; -1: the store raised or answered something malformed. */
+static int
+load_from_store(DarajaClient *c, TokenEntry *e, SecretBuf *token, double *expires_at)
+{
+    DarajaState *st = md_client_state(c);
+    const char *text;
+    Py_ssize_t len;
+    int rc = -1;
+    PyObject *answer = PyObject_CallMethod(c->token_store, "load", NULL);
+    if (answer == NULL) {
+        return -1;
+    }
+    if (answer == Py_None) {
+        rc = 0;
+        goto done;
+    }
+    if (!PyTuple_Check(answer) || PyTuple_GET_SIZE(answer) != 2 ||
+        !PyUnicode_Check(PyTuple_GET_ITEM(answer, 0)) || !PyNumber_Check(PyTuple_GET_ITEM(answer, 1))) {
+        md_validation_error(st, "token_store", "load() must return (token, expires_at_epoch) or None");
+        goto done;
+    }
+    *expires_at = PyFloat_AsDouble(PyTuple_GET_ITEM(answer, 1));
+    if (*expires_at == -1.0 && PyErr_Occurred()) {
+        goto done;
+    }
+    if ((text = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(answer, 0), &len)) == NULL) {
+        goto done;
+    }
+    rc = 0;
+    if (len == 0 || !(now_epoch() < *expires_at - DR_TOKEN_MARGIN)) {
+        goto done;
+    }
+    if (e->has_rejected) {
+        unsigned char digest[32];
+        if (cr_sha256(st, text, (size_t)len, digest) < 0) {
+            rc = -1;
+            goto done;
+        }
+        if (CRYPTO_memcmp(digest, e->rejected, 32) == 0) {
+            goto done;  /* the store still holds the token Daraja refused */
+        }
+    }
+    rc = cr_secret_set(token, text, (size_t)len) < 0 ? -1 : 1;
+done:
+    Py_DECREF(answer);
+    return rc;
+}
+
+/* Tell the token_store about a new token. */
+static int
+save_to_store(DarajaClient *c, const SecretBuf *token, double expires_at)
+{
+    PyObject *text = PyUnicode_FromStringAndSize(token->data, (Py_ssize_t)token->len);
+    if (text == NULL) {
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethod(c->token_store, "store", "Od", text, expires_at);
+    Py_DECREF(text);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* As the leader: get a token from the store or the network into *token. */
+static int
+lead_fetch(DarajaClient *c, TokenEntry *e, SecretBuf *token, double *expires_at, int *is_new)
+{
+    double expires_in;
+    *is_new = 0;
+    if (c->token_store != NULL) {
+        int found = load_from_store(c, e, token, expires_at);
+        if (found != 0) {
+            return found < 0 ? -1 : 0;
+        }
+    }
+    if (cl_fetch_token(c, token, &expires_in) < 0) {
+        return -1;
+    }
+    *expires_at = now_epoch() + expires_in;
+    *is_new = 1;
+    return 0;
+}
+
+int
+tc_get(DarajaClient *c, SecretBuf *out)
+{
+    TokenCache *tc = &md_client_state(c)->tokens;
+    TokenEntry *e = c->token;
+    SecretBuf fresh = {0};
+    double expires_at = 0.0;
+    int is_new = 0, rc;
+
+    for (;;) {
+        pthread_mutex_lock(&tc->lock);
+        if (token_valid(e, now_epoch())) {
+            rc = cr_secret_set(out, e->token.data, e->token.len);
+            pthread_mutex_unlock(&tc->lock);
+            return rc;
+        }
+        if (!e->in_flight) {
+            e->in_flight = 1;
+            pthread_mutex_unlock(&tc->lock);
+            break;
+        }
+        pthread_mutex_unlock(&tc->lock);
+        if (wait_for_leader(c, tc, e) < 0) {
+            return -1;
+        }
+    }
+
+    rc = lead_fetch(c, e, &fresh, &expires_at, &is_new);
+    pthread_mutex_lock(&tc->lock);
+    if (rc == 0) {
+        cr_secret_free(&e->token);
+        e->token = fresh;
+        e->expires_at = expires_at;
+        rc = cr_secret_set(out, fresh.data, fresh.len);
+    }
+    e->in_flight = 0;
+    pthread_cond_broadcast(&e->done);
+    pthread_mutex_unlock(&tc->lock);
+    if (rc == 0 && is_new && c->token_store != NULL && save_to_store(c, out, expires_at) < 0) {
+        cr_secret_free(out);
+        return -1;
+    }
+    if (rc < 0 && fresh.data != NULL && e->token.data != fresh.data) {
+        cr_secret_free(&fresh);
+    }
+    return rc;
+}
+
+void
+tc_reject(DarajaClient *c, const SecretBuf *token)
+{
+    TokenCache *tc = &md_client_state(c)->tokens;
+    TokenEntry *e = c->token;
+    unsigned char digest[32];
+    if (cr_sha256(NULL, token->data, token->len, digest) < 0) {
+        PyErr_Clear();
+        return;
+    }
+    pthread_mutex_lock(&tc->lock);
+    memcpy(e->rejected, digest, 32);
+    e->has_rejected = 1;
+    if (cr_equal(e->token.data, e->token.len, token->data, token->len)) {
+        cr_secret_free(&e->token);
+        e->expires_at = 0.0;
+    }
+    pthread_mutex_unlock(&tc->lock);
+}

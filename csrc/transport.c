@@ -1,0 +1,474 @@
+/*
+ * transport.c - libcurl only.
+ *
+ * A Transport is a Client's pool of easy handles. A handle is used by one thread
+ * at a time (libcurl's rule) and goes back to the pool with its open connection,
+ * so calls reuse connections; TLS sessions and DNS answers are shared between the
+ * pool's handles through a share handle (never connections, which libcurl does
+ * not allow across threads). The CA store is loaded once per Transport and handed
+ * to each new TLS context.
+ *
+ * Money-moving requests are sent through a read callback that cannot rewind: if a
+ * reused connection dies before any answer, libcurl would otherwise resend the
+ * POST on a new connection by itself. With no rewind possible the transfer fails
+ * instead, and the caller is told the outcome is unknown.
+ */
+#include "daraja.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/ssl.h>
+
+#define USER_AGENT "frappe_mpesa (libcurl)"
+
+/* ---- response body ----------------------------------------------------- */
+
+/* Append a chunk to the response, refusing to grow past DR_MAX_RESPONSE. */
+static size_t
+write_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    TrResponse *resp = userdata;
+    size_t n = size * nmemb;
+    if (n > DR_MAX_RESPONSE || resp->len + n > DR_MAX_RESPONSE) {
+        resp->overflow = 1;
+        return 0;  /* makes libcurl stop with CURLE_WRITE_ERROR */
+    }
+    if (resp->len + n + 1 > resp->cap) {
+        size_t cap = resp->cap ? resp->cap : 1024;
+        while (cap < resp->len + n + 1) {
+            cap *= 2;
+        }
+        char *body = realloc(resp->body, cap);
+        if (body == NULL) {
+            return 0;
+        }
+        resp->body = body;
+        resp->cap = cap;
+    }
+    memcpy(resp->body + resp->len, ptr, n);
+    resp->len += n;
+    resp->body[resp->len] = '\0';
+    return n;
+}
+
+void
+tr_response_free(TrResponse *resp)
+{
+    free(resp->body);
+    memset(resp, 0, sizeof(*resp));
+}
+
+/* ---- request body for money-moving calls ------------------------------- */
+
+typedef struct {
+    const char *data;
+    size_t len;
+    size_t pos;
+} Upload;
+
+static size_t
+read_body(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+    Upload *up = userdata;
+    size_t n = size * nitems;
+    if (n > up->len - up->pos) {
+        n = up->len - up->pos;
+    }
+    memcpy(buffer, up->data + up->pos, n);
+    up->pos += n;
+    return n;
+}
+
+/* Refuse every rewind, so libcurl can never send this body a second time. */
+static int
+refuse_rewind(void *userdata, curl_off_t offset, int origin)
+{
+    (void)userdata;
+    (void)offset;
+    (void)origin;
+    return CURL_SEEKFUNC_FAIL;
+}
+
+/* ---- TLS and sharing ---------------------------------------------------- */
+
+/* Give a new TLS context the Transport's CA store (loaded once, shared by reference). */
+static CURLcode
+install_ca_store(CURL *curl, void *ssl_ctx, void *userptr)
+{
+    (void)curl;
+    Transport *t = userptr;
+    if (X509_STORE_up_ref(t->ca_store) != 1) {
+        return CURLE_OUT_OF_MEMORY;
+    }
+    SSL_CTX_set_cert_store((SSL_CTX *)ssl_ctx, t->ca_store);
+    return CURLE_OK;
+}
+
+static void
+share_lock(CURL *handle, curl_lock_data data, curl_lock_access access, void *userptr)
+{
+    (void)handle;
+    (void)access;
+    pthread_mutex_lock(&((Transport *)userptr)->share_locks[data]);
+}
+
+static void
+share_unlock(CURL *handle, curl_lock_data data, void *userptr)
+{
+    (void)handle;
+    pthread_mutex_unlock(&((Transport *)userptr)->share_locks[data]);
+}
+
+/* A share handle for TLS sessions and DNS; NULL (no exception: no GIL) on error. */
+static CURLSH *
+new_share(Transport *t)
+{
+    CURLSH *share = curl_share_init();
+    if (share == NULL) {
+        return NULL;
+    }
+    if (curl_share_setopt(share, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
+        curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
+        curl_share_setopt(share, CURLSHOPT_USERDATA, t) != CURLSHE_OK ||
+        curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
+        curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK) {
+        curl_share_cleanup(share);
+        return NULL;
+    }
+    return share;
+}
+
+/* ---- secure defaults ---------------------------------------------------- */
+
+#define SETOPT(h, opt, value)                              \
+    do {                                                   \
+        if (curl_easy_setopt((h), (opt), (value)) != CURLE_OK) { \
+            goto error;                                    \
+        }                                                  \
+    } while (0)
+
+/* A new easy handle with every security default set once: https only, peer and
+ * host verified, TLS 1.2 or newer, no redirects, no proxy from the environment,
+ * timeouts always on, the response size capped. NULL on error (no GIL). */
+static CURL *
+new_handle(Transport *t, CURLSH *share)
+{
+    CURL *h = curl_easy_init();
+    if (h == NULL) {
+        return NULL;
+    }
+#if LIBCURL_VERSION_NUM >= 0x075500
+    SETOPT(h, CURLOPT_PROTOCOLS_STR, "https");
+    SETOPT(h, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+#else
+    SETOPT(h, CURLOPT_PROTOCOLS, (long)CURLPROTO_HTTPS);
+    SETOPT(h, CURLOPT_REDIR_PROTOCOLS, (long)CURLPROTO_HTTPS);
+#endif
+    SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
+    SETOPT(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    SETOPT(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    SETOPT(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    SETOPT(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    SETOPT(h, CURLOPT_NOSIGNAL, 1L);
+    SETOPT(h, CURLOPT_PROXY, "");
+    SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, t->connect_timeout_ms);
+    SETOPT(h, CURLOPT_TIMEOUT_MS, t->timeout_ms);
+    SETOPT(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)DR_MAX_RESPONSE);
+    SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(h, CURLOPT_USERAGENT, USER_AGENT);
+    SETOPT(h, CURLOPT_WRITEFUNCTION, write_body);
+    SETOPT(h, CURLOPT_READFUNCTION, read_body);
+    SETOPT(h, CURLOPT_SEEKFUNCTION, refuse_rewind);
+    SETOPT(h, CURLOPT_SHARE, share);
+    /* Our CA store replaces libcurl's file loading, so no CA file is read per connection. */
+    SETOPT(h, CURLOPT_CAINFO, NULL);
+    SETOPT(h, CURLOPT_CAPATH, NULL);
+    SETOPT(h, CURLOPT_SSL_CTX_FUNCTION, install_ca_store);
+    SETOPT(h, CURLOPT_SSL_CTX_DATA, t);
+    return h;
+error:
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+/* ---- the pool ------------------------------------------------------------ */
+
+/* Take an idle handle or make one; NULL on error (no GIL). After a fork the
+ * parent's handles and share are abandoned, never closed: closing would write a
+ * TLS close_notify into a socket the parent still uses. */
+static CURL *
+acquire_handle(Transport *t)
+{
+    CURL *h = NULL;
+    pthread_mutex_lock(&t->lock);
+    if (t->stale) {
+        t->n_idle = 0;
+        t->share = new_share(t);
+        t->stale = 0;
+    }
+    if (t->n_idle > 0) {
+        h = t->idle[--t->n_idle];
+    }
+    else if (t->share != NULL) {
+        h = new_handle(t, t->share);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return h;
+}
+
+/* Give a handle back to the pool, or close it if the pool is full or it came
+ * from before a fork. */
+static void
+release_handle(Transport *t, CURL *h, int keep)
+{
+    pthread_mutex_lock(&t->lock);
+    if (keep && !t->stale && t->n_idle < DR_POOL_IDLE) {
+        t->idle[t->n_idle++] = h;
+        h = NULL;
+    }
+    int stale = t->stale;
+    pthread_mutex_unlock(&t->lock);
+    if (h != NULL && !stale) {
+        curl_easy_cleanup(h);
+    }
+}
+
+static void
+fork_prepare(void *arg)
+{
+    Transport *t = arg;
+    pthread_mutex_lock(&t->lock);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) {
+        pthread_mutex_lock(&t->share_locks[i]);
+    }
+}
+
+static void
+fork_parent(void *arg)
+{
+    Transport *t = arg;
+    for (int i = CURL_LOCK_DATA_LAST - 1; i >= 0; i--) {
+        pthread_mutex_unlock(&t->share_locks[i]);
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+static void
+fork_child(void *arg)
+{
+    Transport *t = arg;
+    t->stale = 1;
+    fork_parent(arg);
+}
+
+Transport *
+tr_new(DarajaState *st, const char *ca_file, double connect_timeout, double timeout)
+{
+    Transport *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    pthread_mutex_init(&t->lock, NULL);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) {
+        pthread_mutex_init(&t->share_locks[i], NULL);
+    }
+    t->connect_timeout_ms = (long)(connect_timeout * 1000.0);
+    t->timeout_ms = (long)(timeout * 1000.0);
+    t->hook = (AfHook){fork_prepare, fork_parent, fork_child, t, NULL, NULL};
+    if ((t->ca_store = cr_load_ca_store(st, ca_file)) == NULL) {
+        goto error;
+    }
+    if ((t->share = new_share(t)) == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "libcurl share handle could not be created");
+        goto error;
+    }
+    /* Fail now, not at the first payment, if libcurl lacks what we rely on. */
+    CURL *probe = new_handle(t, t->share);
+    if (probe == NULL) {
+        PyErr_SetString(PyExc_ImportError,
+                        "libcurl lacks a required option (it must be built with OpenSSL)");
+        goto error;
+    }
+    t->idle[t->n_idle++] = probe;
+    if (af_register(&t->hook) < 0) {
+        goto error;
+    }
+    return t;
+error:
+    tr_free(t);
+    return NULL;
+}
+
+void
+tr_free(Transport *t)
+{
+    af_unregister(&t->hook);
+    if (!t->stale) {
+        for (int i = 0; i < t->n_idle; i++) {
+            curl_easy_cleanup(t->idle[i]);
+        }
+        if (t->share != NULL) {
+            curl_share_cleanup(t->share);
+        }
+    }
+    X509_STORE_free(t->ca_store);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) {
+        pthread_mutex_destroy(&t->share_locks[i]);
+    }
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
+/* ---- one transfer ------------------------------------------------------- */
+
+/* Wipe and free a header list (it holds the Authorization header). */
+static void
+free_headers(struct curl_slist *headers)
+{
+    for (struct curl_slist *h = headers; h != NULL; h = h->next) {
+        cr_wipe(h->data, strlen(h->data));
+    }
+    curl_slist_free_all(headers);
+}
+
+static struct curl_slist *
+build_headers(const TrRequest *req)
+{
+    struct curl_slist *headers = NULL, *next;
+    const char *lines[] = {"Accept: application/json", "Expect:",
+                           req->body ? "Content-Type: application/json" : NULL, req->auth_header};
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        if (lines[i] == NULL) {
+            continue;
+        }
+        if ((next = curl_slist_append(headers, lines[i])) == NULL) {
+            free_headers(headers);
+            return NULL;
+        }
+        headers = next;
+    }
+    return headers;
+}
+
+/* Set the per-request options: URL, headers, method and body. */
+static CURLcode
+prepare_request(CURL *h, const TrRequest *req, struct curl_slist *headers, Upload *up, TrResponse *resp,
+                char *errbuf)
+{
+    CURLcode rc;
+#define TRY(opt, value)                                   \
+    if ((rc = curl_easy_setopt(h, (opt), (value))) != CURLE_OK) { \
+        return rc;                                        \
+    }
+    TRY(CURLOPT_URL, req->url);
+    TRY(CURLOPT_HTTPHEADER, headers);
+    TRY(CURLOPT_WRITEDATA, resp);
+    TRY(CURLOPT_ERRORBUFFER, errbuf);
+    if (req->body == NULL) {
+        TRY(CURLOPT_HTTPGET, 1L);
+    }
+    else if (req->idempotent) {
+        TRY(CURLOPT_POST, 1L);
+        TRY(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        TRY(CURLOPT_POSTFIELDS, req->body);
+    }
+    else {
+        TRY(CURLOPT_POST, 1L);
+        TRY(CURLOPT_POSTFIELDS, NULL);
+        TRY(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        TRY(CURLOPT_READDATA, up);
+    }
+#undef TRY
+    return CURLE_OK;
+}
+
+static int
+is_tls_error(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_USE_SSL_FAILED:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Map a failed transfer to our exceptions; always returns -1. */
+static int
+raise_transfer_error(DarajaState *st, Transport *t, const TrRequest *req, CURLcode rc, const char *errbuf,
+                     int sent, int overflow)
+{
+    const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    const char *unknown = sent && !req->idempotent
+                              ? "; the request may have reached Daraja, so its outcome is unknown and it "
+                                "was not resent: check it with a status query or wait for its callback"
+                              : "";
+    if (overflow || rc == CURLE_FILESIZE_EXCEEDED) {
+        return md_transport_error(st, st->TransportError, sent, "%s: response larger than %d bytes refused%s",
+                                  req->url, DR_MAX_RESPONSE, unknown);
+    }
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+        return md_transport_error(st, st->TimeoutError, sent, "%s: timed out after %ld ms (%s)%s", req->url,
+                                  sent ? t->timeout_ms : t->connect_timeout_ms, detail, unknown);
+    }
+    if (is_tls_error(rc)) {
+        return md_transport_error(st, st->TLSError, sent, "%s: TLS failed: %s%s", req->url, detail, unknown);
+    }
+    return md_transport_error(st, st->TransportError, sent, "%s: %s%s", req->url, detail, unknown);
+}
+
+int
+tr_perform(DarajaState *st, Transport *t, const TrRequest *req, TrResponse *resp)
+{
+    char errbuf[CURL_ERROR_SIZE] = {0};
+    Upload up = {req->body, req->body_len, 0};
+    long sent_bytes = 0;
+    CURLcode rc;
+    CURL *h;
+    struct curl_slist *headers;
+
+    memset(resp, 0, sizeof(*resp));
+    if ((headers = build_headers(req)) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    h = acquire_handle(t);
+    rc = h == NULL ? CURLE_FAILED_INIT : prepare_request(h, req, headers, &up, resp, errbuf);
+    if (rc == CURLE_OK) {
+        rc = curl_easy_perform(h);
+    }
+    if (h != NULL) {
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+        curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent_bytes);
+        /* Drop the pointers into this call's stack and the header list. */
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+        release_handle(t, h, rc == CURLE_OK);
+    }
+    Py_END_ALLOW_THREADS
+    free_headers(headers);
+    if (rc != CURLE_OK) {
+        int overflow = resp->overflow;
+        tr_response_free(resp);
+        if (h == NULL) {
+            PyErr_SetString(PyExc_MemoryError, "no libcurl handle could be made");
+            return -1;
+        }
+        return raise_transfer_error(st, t, req, rc, errbuf, sent_bytes > 0, overflow);
+    }
+    return 0;
+}

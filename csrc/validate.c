@@ -1,0 +1,406 @@
+/*
+ * validate.c - the input rules Daraja enforces, checked here before any network
+ * I/O so that bad input fails fast with a ValidationError naming the field.
+ *
+ * Messages never echo a value that could be a secret or personal data (passkeys,
+ * phone numbers); they say what the rule is.
+ */
+#include "daraja.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#define NAIROBI_UTC_OFFSET (3 * 3600)  /* East Africa Time, no daylight saving */
+
+/* Words Daraja refuses anywhere in a callback URL, any case. */
+static const char *const BANNED_URL_WORDS[] = {"mpesa", "m-pesa", "safaricom", "exe", "exec",
+                                               "cmd", "sql", "query", NULL};
+
+static int
+all_digits(const char *s, size_t n)
+{
+    if (n == 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Case-insensitive search for an ASCII needle in s[0..n). */
+static int
+contains_nocase(const char *s, size_t n, const char *needle)
+{
+    size_t m = strlen(needle);
+    for (size_t i = 0; i + m <= n; i++) {
+        if (PyOS_strnicmp(s + i, needle, m) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* An int (never a bool) or a str; anything else is refused naming the field. */
+static int
+check_int_or_str(DarajaState *st, const char *field, PyObject *v)
+{
+    if (PyBool_Check(v) || !(PyLong_Check(v) || PyUnicode_Check(v))) {
+        return md_validation_error(st, field, "must be a str or an int, not %s", Py_TYPE(v)->tp_name);
+    }
+    return 0;
+}
+
+/* Digits of a non-negative int or a str into out[size]; -1 with an error otherwise. */
+static int
+digits_of(DarajaState *st, const char *field, PyObject *v, char *out, size_t size, size_t *len)
+{
+    const char *s;
+    Py_ssize_t n = 0;
+    PyObject *text = NULL;
+
+    if (check_int_or_str(st, field, v) < 0) {
+        return -1;
+    }
+    if (PyLong_Check(v)) {
+        if ((text = PyObject_Str(v)) == NULL) {
+            return -1;
+        }
+        v = text;
+    }
+    s = PyUnicode_AsUTF8AndSize(v, &n);
+    if (s == NULL || (size_t)n >= size || !all_digits(s, (size_t)n)) {
+        Py_XDECREF(text);
+        PyErr_Clear();
+        return md_validation_error(st, field, "must be digits only");
+    }
+    memcpy(out, s, (size_t)n + 1);
+    *len = (size_t)n;
+    Py_XDECREF(text);
+    return 0;
+}
+
+int
+va_shortcode(DarajaState *st, const char *field, PyObject *v, char out[8])
+{
+    char buf[32];
+    size_t n = 0;
+    if (digits_of(st, field, v, buf, sizeof(buf), &n) < 0) {
+        return -1;
+    }
+    if (n < 5 || n > 7) {
+        return md_validation_error(st, field, "must be a shortcode of 5 to 7 digits");
+    }
+    memcpy(out, buf, n + 1);
+    return 0;
+}
+
+/* Parse a digit string with an optional all-zero fraction ("100", "100.00"). */
+static int
+parse_whole_number(const char *s, size_t n, long long *out)
+{
+    size_t i = 0;
+    long long value = 0;
+    if (n == 0 || n > 24) {
+        return -1;
+    }
+    for (; i < n && s[i] != '.'; i++) {
+        if (s[i] < '0' || s[i] > '9' || value > (LLONG_MAX - 9) / 10) {
+            return -1;
+        }
+        value = value * 10 + (s[i] - '0');
+    }
+    if (i == 0) {
+        return -1;
+    }
+    if (i < n) {
+        if (i + 1 == n) {
+            return -1;
+        }
+        for (i++; i < n; i++) {
+            if (s[i] != '0') {
+                return -1;
+            }
+        }
+    }
+    *out = value;
+    return 0;
+}
+
+/* The value of v when it is a whole number; 0 on success, -1 (no exception) if not. */
+static int
+whole_number(PyObject *v, long long *out)
+{
+    if (PyBool_Check(v)) {
+        return -1;
+    }
+    if (PyLong_Check(v)) {
+        int overflow;
+        *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+        return overflow || (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+    }
+    if (PyFloat_Check(v)) {
+        double d = PyFloat_AS_DOUBLE(v);
+        if (!isfinite(d) || d != floor(d) || fabs(d) > 9e15) {
+            return -1;
+        }
+        *out = (long long)d;
+        return 0;
+    }
+    if (PyUnicode_Check(v)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+        return s == NULL ? -1 : parse_whole_number(s, (size_t)n, out);
+    }
+    /* Decimal, Fraction and friends: exact, through as_integer_ratio(). */
+    PyObject *ratio = PyObject_CallMethod(v, "as_integer_ratio", NULL);
+    int rc = -1;
+    if (ratio != NULL && PyTuple_Check(ratio) && PyTuple_GET_SIZE(ratio) == 2 &&
+        PyLong_Check(PyTuple_GET_ITEM(ratio, 1)) && PyLong_AsLong(PyTuple_GET_ITEM(ratio, 1)) == 1) {
+        rc = whole_number(PyTuple_GET_ITEM(ratio, 0), out);
+    }
+    Py_XDECREF(ratio);
+    return rc;
+}
+
+int
+va_amount(DarajaState *st, const char *field, PyObject *v, long long min, long long max, long long *out)
+{
+    long long value;
+    if (whole_number(v, &value) < 0) {
+        PyErr_Clear();
+        return md_validation_error(st, field, "must be a whole number of shillings");
+    }
+    if (value < min || value > max) {
+        return md_validation_error(st, field, "must be between %lld and %lld shillings", min, max);
+    }
+    *out = value;
+    return 0;
+}
+
+int
+va_text(DarajaState *st, const char *field, PyObject *v, Py_ssize_t min, Py_ssize_t max, const char **out,
+        Py_ssize_t *len)
+{
+    if (!PyUnicode_Check(v)) {
+        return md_validation_error(st, field, "must be a str, not %s", Py_TYPE(v)->tp_name);
+    }
+    Py_ssize_t chars = PyUnicode_GetLength(v);
+    if (chars < min || chars > max) {
+        if (min == max) {
+            return md_validation_error(st, field, "must be %zd characters long", min);
+        }
+        return md_validation_error(st, field, "must be %zd to %zd characters long", min, max);
+    }
+    const char *s = PyUnicode_AsUTF8AndSize(v, len);
+    if (s == NULL) {
+        PyErr_Clear();
+        return md_validation_error(st, field, "must be valid Unicode text");
+    }
+    /* In UTF-8 every control character is a single byte below 0x20, or 0x7f. */
+    for (Py_ssize_t i = 0; i < *len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            return md_validation_error(st, field, "must not contain control characters");
+        }
+    }
+    *out = s;
+    return 0;
+}
+
+int
+va_secret(DarajaState *st, const char *field, PyObject *v, const char **out, Py_ssize_t *len)
+{
+    if (!PyUnicode_Check(v)) {
+        return md_validation_error(st, field, "must be a str, not %s", Py_TYPE(v)->tp_name);
+    }
+    const char *s = PyUnicode_AsUTF8AndSize(v, len);
+    if (s == NULL) {
+        PyErr_Clear();
+        return md_validation_error(st, field, "must be valid Unicode text");
+    }
+    if (*len == 0 || *len > 1024) {
+        return md_validation_error(st, field, "must be 1 to 1024 bytes long");
+    }
+    if (strlen(s) != (size_t)*len) {
+        return md_validation_error(st, field, "must not contain NUL characters");
+    }
+    *out = s;
+    return 0;
+}
+
+int
+va_callback_url(DarajaState *st, const char *field, PyObject *v, const char **out, Py_ssize_t *len)
+{
+    const char *url;
+    Py_ssize_t n;
+    if (va_text(st, field, v, 12, 1024, &url, &n) < 0) {
+        return -1;
+    }
+    if (PyOS_strnicmp(url, "https://", 8) != 0) {
+        return md_validation_error(st, field, "must start with https://");
+    }
+    if (url[8] == '/' || url[8] == ':' || url[8] == '\0') {
+        return md_validation_error(st, field, "has no host");
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (isspace((unsigned char)url[i]) || (unsigned char)url[i] >= 0x80) {
+            return md_validation_error(st, field, "must be plain ASCII without spaces");
+        }
+    }
+    for (const char *const *word = BANNED_URL_WORDS; *word != NULL; word++) {
+        if (contains_nocase(url, (size_t)n, *word)) {
+            return md_validation_error(st, field, "contains '%s', a word Daraja refuses in callback URLs",
+                                       *word);
+        }
+    }
+    *out = url;
+    *len = n;
+    return 0;
+}
+
+/* Normalise s[0..n) (spaces and dashes ignored) into out, or return -1. */
+static int
+normalise_phone(const char *s, size_t n, char out[VA_PHONE_LEN + 1])
+{
+    char digits[24];
+    size_t d = 0, start;
+    int plus = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == ' ' || ch == '-') {
+            continue;
+        }
+        if (ch == '+' && d == 0 && !plus) {
+            plus = 1;
+            continue;
+        }
+        if (ch < '0' || ch > '9' || d + 1 >= sizeof(digits)) {
+            return -1;
+        }
+        digits[d++] = ch;
+    }
+    digits[d] = '\0';
+    if (d == 12 && strncmp(digits, "254", 3) == 0) {
+        start = 3;
+    }
+    else if (d == 10 && digits[0] == '0' && !plus) {
+        start = 1;
+    }
+    else {
+        return -1;
+    }
+    if (digits[start] != '7' && digits[start] != '1') {
+        return -1;
+    }
+    memcpy(out, "254", 3);
+    memcpy(out + 3, digits + start, 9);
+    out[VA_PHONE_LEN] = '\0';
+    return 0;
+}
+
+int
+va_phone(DarajaState *st, const char *field, PyObject *v, char out[VA_PHONE_LEN + 1])
+{
+    PyObject *text = NULL;
+    Py_ssize_t n = 0;
+    int rc;
+
+    if (check_int_or_str(st, field, v) < 0) {
+        return -1;
+    }
+    if (PyLong_Check(v)) {
+        if ((text = PyObject_Str(v)) == NULL) {
+            return -1;
+        }
+        v = text;
+    }
+    const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+    rc = s == NULL ? -1 : normalise_phone(s, (size_t)n, out);
+    Py_XDECREF(text);
+    if (rc < 0) {
+        PyErr_Clear();
+        return md_validation_error(st, field,
+                                   "must be a Kenyan mobile number: 07XXXXXXXX, 01XXXXXXXX, "
+                                   "+2547XXXXXXXX or 2547XXXXXXXX");
+    }
+    return 0;
+}
+
+void
+va_now_nairobi(char out[VA_TIMESTAMP_LEN + 1])
+{
+    time_t now = time(NULL) + NAIROBI_UTC_OFFSET;
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(out, VA_TIMESTAMP_LEN + 1, "%Y%m%d%H%M%S", &tm);
+}
+
+int
+va_timestamp(DarajaState *st, const char *field, PyObject *v, char out[VA_TIMESTAMP_LEN + 1])
+{
+    if (v == NULL || v == Py_None) {
+        va_now_nairobi(out);
+        return 0;
+    }
+    const char *s;
+    Py_ssize_t n;
+    if (va_text(st, field, v, VA_TIMESTAMP_LEN, VA_TIMESTAMP_LEN, &s, &n) < 0) {
+        return -1;
+    }
+    if (!all_digits(s, (size_t)n)) {
+        return md_validation_error(st, field, "must be YYYYMMDDHHmmss digits");
+    }
+    memcpy(out, s, VA_TIMESTAMP_LEN + 1);
+    return 0;
+}
+
+int
+va_choice(DarajaState *st, const char *field, PyObject *v, const char *const *allowed, const char **out)
+{
+    if (PyUnicode_Check(v)) {
+        const char *s = PyUnicode_AsUTF8(v);
+        if (s == NULL) {
+            PyErr_Clear();
+        }
+        for (const char *const *a = allowed; s != NULL && *a != NULL; a++) {
+            if (strcmp(s, *a) == 0) {
+                *out = *a;
+                return 0;
+            }
+        }
+    }
+    char list[256] = "";
+    for (const char *const *a = allowed; *a != NULL; a++) {
+        if (a != allowed) {
+            strncat(list, ", ", sizeof(list) - strlen(list) - 1);
+        }
+        strncat(list, *a, sizeof(list) - strlen(list) - 1);
+    }
+    return md_validation_error(st, field, "must be one of %s", list);
+}
+
+PyObject *
+va_py_normalize_phone(PyObject *module, PyObject *arg)
+{
+    char out[VA_PHONE_LEN + 1];
+    if (va_phone(PyModule_GetState(module), "phone", arg, out) < 0) {
+        return NULL;
+    }
+    return PyUnicode_FromStringAndSize(out, VA_PHONE_LEN);
+}
+
+PyObject *
+va_py_timestamp(PyObject *module, PyObject *Py_UNUSED(unused))
+{
+    (void)module;
+    char out[VA_TIMESTAMP_LEN + 1];
+    va_now_nairobi(out);
+    return PyUnicode_FromStringAndSize(out, VA_TIMESTAMP_LEN);
+}

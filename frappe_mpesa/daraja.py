@@ -1,0 +1,59 @@
+"""The only door into the C core (``frappe_mpesa._daraja``).
+
+Everything here is implemented in C: the Daraja transport (libcurl), the OAuth token
+cache and the credentials (OpenSSL). This module re-exports it with types; Frappe code
+imports ``frappe_mpesa.daraja`` and never ``_daraja``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from frappe_mpesa._daraja import (
+	APIError,
+	AuthError,
+	Client,
+	DarajaError,
+	TimeoutError,
+	TLSError,
+	TransportError,
+	ValidationError,
+	certificate_info,
+	libcurl_version,
+	normalize_phone,
+	openssl_version,
+	security_credential,
+	stk_password,
+	timestamp,
+)
+
+__all__ = [
+	"APIError",
+	"AuthError",
+	"Client",
+	"DarajaError",
+	"TLSError",
+	"TimeoutError",
+	"TokenStore",
+	"TransportError",
+	"ValidationError",
+	"certificate_info",
+	"libcurl_version",
+	"normalize_phone",
+	"openssl_version",
+	"security_credential",
+	"stk_password",
+	"timestamp",
+]
+
+
+class TokenStore(Protocol):
+	"""Where a Client shares its OAuth token with other processes (e.g. Mpesa Settings).
+
+	``load`` is asked before any token request goes out; ``store`` is told about every
+	new token. ``expires_at`` is a Unix time in seconds.
+	"""
+
+	def load(self) -> tuple[str, float] | None: ...
+
+	def store(self, token: str, expires_at: float) -> None: ...
