@@ -242,8 +242,8 @@ va_callback_url(DarajaState *st, const char *field, PyObject *v, const char **ou
     if (va_text(st, field, v, 12, 1024, &url, &n) < 0) {
         return -1;
     }
-    if (PyOS_strnicmp(url, "https://", 8) != 0) {
-        return md_validation_error(st, field, "must start with https://");
+    if (strncmp(url, "https://", 8) != 0) {
+        return md_validation_error(st, field, "must start with https:// (lowercase)");
     }
     if (url[8] == '/' || url[8] == ':' || url[8] == '\0') {
         return md_validation_error(st, field, "has no host");

@@ -1,0 +1,62 @@
+"""Fixtures: the real extension against the real embedded sandbox over local HTTPS."""
+
+import pytest
+
+from frappe_mpesa import daraja
+from frappe_mpesa.sandbox import (
+	CA_FILE,
+	DEFAULT_CONSUMER_KEY,
+	DEFAULT_CONSUMER_SECRET,
+	DEFAULT_PASSKEY,
+	DEFAULT_SHORTCODE,
+	CallbackReceiver,
+	Sandbox,
+)
+
+OAUTH = "/oauth/v1/generate"
+STK_PUSH = "/mpesa/stkpush/v1/processrequest"
+STK_QUERY = "/mpesa/stkpushquery/v1/query"
+
+
+@pytest.fixture
+def sandbox():
+	"""A fresh sandbox per test: its own port, so the process-wide token cache starts cold."""
+	with Sandbox(callback_delay=0.05) as sb:
+		yield sb
+
+
+@pytest.fixture(scope="session")
+def receiver():
+	with CallbackReceiver() as rx:
+		yield rx
+
+
+@pytest.fixture
+def make_client(sandbox):
+	def make(**kwargs):
+		kwargs.setdefault("base_url", sandbox.url)
+		kwargs.setdefault("ca_file", CA_FILE)
+		key = kwargs.pop("consumer_key", DEFAULT_CONSUMER_KEY)
+		secret = kwargs.pop("consumer_secret", DEFAULT_CONSUMER_SECRET)
+		return daraja.Client(key, secret, **kwargs)
+
+	return make
+
+
+@pytest.fixture
+def client(make_client):
+	return make_client()
+
+
+@pytest.fixture
+def stk_args(receiver):
+	"""Valid STK push arguments for the sandbox; tests override single fields."""
+	return {
+		"shortcode": DEFAULT_SHORTCODE,
+		"passkey": DEFAULT_PASSKEY,
+		"amount": 10,
+		"phone": "0708374149",
+		"callback_url": receiver.url + "/hooks/stk",
+		"account_reference": "INV-0001",
+		"description": "Order 1",
+	}

@@ -1,0 +1,202 @@
+"""The OAuth token cache: reuse, single flight, renewal, invalid-token retry, token_store."""
+
+import threading
+import time
+
+import pytest
+from conftest import OAUTH, STK_QUERY
+
+from frappe_mpesa import daraja
+from frappe_mpesa.sandbox import DEFAULT_PASSKEY, DEFAULT_SHORTCODE
+
+
+def query(client):
+	with pytest.raises(daraja.APIError) as caught:  # an unknown id: a cheap authenticated call
+		client.stk_query(shortcode=DEFAULT_SHORTCODE, passkey=DEFAULT_PASSKEY, checkout_request_id="ws_CO_x")
+	return caught.value
+
+
+class MemoryStore:
+	"""A token_store as the Frappe layer gives one, kept in memory."""
+
+	def __init__(self, token=None, expires_at=0.0):
+		self.value = (token, expires_at) if token else None
+		self.loads = 0
+		self.stores = []
+
+	def load(self):
+		self.loads += 1
+		return self.value
+
+	def store(self, token, expires_at):
+		self.stores.append((token, expires_at))
+		self.value = (token, expires_at)
+
+
+def test_token_is_reused_across_calls_and_clients(make_client, sandbox):
+	first, second = make_client(), make_client()
+	token = first.access_token()
+	assert second.access_token() == token
+	for _ in range(3):
+		assert query(first).error_code == "400.002.02"
+	assert sandbox.count(OAUTH) == 1
+
+
+def test_bearer_header_carries_the_token(client, sandbox):
+	token = client.access_token()
+	query(client)
+	assert sandbox.requests[-1].header("Authorization") == f"Bearer {token}"
+
+
+def test_a_different_secret_does_not_share_the_token(make_client, sandbox):
+	make_client().access_token()
+	with pytest.raises(daraja.AuthError) as caught:
+		make_client(consumer_secret="wrong").access_token()
+	assert caught.value.http_status == 400
+	assert sandbox.count(OAUTH) == 2
+
+
+def test_64_threads_on_a_cold_cache_make_one_token_request(client, sandbox):
+	sandbox.fault(OAUTH, "delay", seconds=0.2, times=1)
+	barrier = threading.Barrier(64)
+	tokens, errors = [], []
+
+	def call():
+		barrier.wait()
+		try:
+			tokens.append(client.access_token())
+		except Exception as e:  # noqa: BLE001 - collected and asserted below
+			errors.append(e)
+
+	threads = [threading.Thread(target=call) for _ in range(64)]
+	for t in threads:
+		t.start()
+	for t in threads:
+		t.join()
+	assert errors == []
+	assert len(tokens) == 64 and len(set(tokens)) == 1
+	assert sandbox.count(OAUTH) == 1
+
+
+def test_invalid_token_answer_renews_once_and_retries(client, sandbox):
+	old = client.access_token()
+	sandbox.expire_tokens()
+	assert query(client).error_code == "400.002.02"  # the retry got through to the real answer
+	assert sandbox.count(OAUTH) == 2
+	assert client.access_token() != old
+	assert sandbox.count(STK_QUERY) == 2
+
+
+def test_invalid_token_twice_gives_up_after_one_retry(client, sandbox):
+	client.access_token()
+	sandbox.fault(STK_QUERY, "invalid_token")
+	error = query(client)
+	assert error.error_code == "404.001.03" and error.http_status == 404
+	assert sandbox.count(OAUTH) == 2
+	assert sandbox.count(STK_QUERY) == 2
+
+
+def test_invalid_token_under_concurrency_renews_once(client, sandbox):
+	client.access_token()
+	sandbox.expire_tokens()
+	threads = [threading.Thread(target=query, args=(client,)) for _ in range(16)]
+	for t in threads:
+		t.start()
+	for t in threads:
+		t.join()
+	assert sandbox.count(OAUTH) == 2
+
+
+@pytest.mark.parametrize("expires_in", [3599, "3599", 3599.0])
+def test_expires_in_as_string_or_number(client, sandbox, expires_in):
+	sandbox.fault(OAUTH, "token_expires_in", value=expires_in, times=1)
+	client.access_token()
+	client.access_token()
+	assert sandbox.count(OAUTH) == 1
+
+
+def test_token_inside_the_margin_is_renewed(client, sandbox):
+	sandbox.fault(OAUTH, "token_expires_in", value="61", times=1)
+	first = client.access_token()
+	time.sleep(1.1)  # now less than 60 s from expiry
+	assert client.access_token() != first
+	assert sandbox.count(OAUTH) == 2
+
+
+@pytest.mark.parametrize("expires_in", ["soon", "", -5, None, [1]])
+def test_unusable_expires_in_is_an_auth_error(client, sandbox, expires_in):
+	sandbox.fault(OAUTH, "token_expires_in", value=expires_in, times=1)
+	with pytest.raises(daraja.AuthError, match="expires_in"):
+		client.access_token()
+
+
+def test_bad_credentials_are_an_auth_error(make_client):
+	with pytest.raises(daraja.AuthError) as caught:
+		make_client(consumer_key="nobody").access_token()
+	assert caught.value.http_status == 400
+
+
+def test_failed_fetch_lets_the_next_caller_try_again(client, sandbox):
+	sandbox.fault(OAUTH, "status", status=503, times=1)
+	with pytest.raises(daraja.APIError):
+		client.access_token()
+	assert client.access_token()
+	assert sandbox.count(OAUTH) == 2
+
+
+def test_store_is_consulted_before_the_network(make_client, sandbox):
+	store = MemoryStore(sandbox.issue_token(), time.time() + 3000)
+	client = make_client(token_store=store)
+	assert client.access_token() == store.value[0]
+	query(client)
+	assert sandbox.count(OAUTH) == 0 and store.loads == 1
+
+
+def test_store_is_told_about_new_tokens(make_client, sandbox):
+	store = MemoryStore()
+	client = make_client(token_store=store)
+	token = client.access_token()
+	assert store.stores[0][0] == token
+	assert 3400 < store.stores[0][1] - time.time() <= 3600
+	assert sandbox.count(OAUTH) == 1
+
+
+def test_expired_token_in_the_store_is_not_used(make_client, sandbox):
+	stale = sandbox.issue_token()
+	store = MemoryStore(stale, time.time() + 30)  # inside the 60 s margin
+	token = make_client(token_store=store).access_token()
+	assert token != stale
+	assert store.stores == [(token, pytest.approx(time.time() + 3599, abs=5))]
+	assert sandbox.count(OAUTH) == 1
+
+
+def test_token_refused_by_daraja_is_not_taken_back_from_the_store(make_client, sandbox):
+	store = MemoryStore(sandbox.issue_token(), time.time() + 3000)
+	client = make_client(token_store=store)
+	client.access_token()
+	sandbox.expire_tokens()
+	stale = store.value
+	store.store = lambda token, expires_at: None  # a store that did not save the new token
+	store.value = stale
+	assert query(client).error_code == "400.002.02"
+	assert sandbox.count(OAUTH) == 1
+
+
+@pytest.mark.parametrize("answer", [("token",), "token", ("token", "soon"), (1, 2)])
+def test_malformed_store_answer_is_a_validation_error(make_client, answer):
+	store = MemoryStore()
+	store.load = lambda: answer
+	with pytest.raises(daraja.ValidationError) as caught:
+		make_client(token_store=store).access_token()
+	assert caught.value.field == "token_store"
+
+
+def test_store_errors_propagate(make_client):
+	store = MemoryStore()
+
+	def broken():
+		raise RuntimeError("database is down")
+
+	store.load = broken
+	with pytest.raises(RuntimeError, match="database is down"):
+		make_client(token_store=store).access_token()

@@ -1,0 +1,188 @@
+"""Transport: TLS, timeouts, size caps, malformed answers, no resends, GIL and fork."""
+
+import os
+import threading
+import time
+
+import pytest
+from conftest import OAUTH, STK_PUSH, STK_QUERY
+
+from frappe_mpesa import daraja
+from frappe_mpesa.sandbox import DEFAULT_PASSKEY, DEFAULT_SHORTCODE, UNTRUSTED_CA_FILE
+
+
+def query(client, checkout_id="ws_CO_unknown"):
+	return client.stk_query(shortcode=DEFAULT_SHORTCODE, passkey=DEFAULT_PASSKEY, checkout_request_id=checkout_id)
+
+
+def test_wrong_ca_is_a_tls_error(make_client, sandbox):
+	client = make_client(ca_file=UNTRUSTED_CA_FILE)
+	with pytest.raises(daraja.TLSError) as caught:
+		client.access_token()
+	assert isinstance(caught.value, daraja.TransportError)
+	assert caught.value.sent is False
+	assert sandbox.count() == 0
+
+
+def test_system_store_does_not_trust_the_sandbox(make_client):
+	with pytest.raises(daraja.TLSError):
+		make_client(ca_file=None).access_token()
+
+
+def test_http_base_url_is_refused():
+	with pytest.raises(daraja.ValidationError) as caught:
+		daraja.Client("k", "s", base_url="http://127.0.0.1:8080")
+	assert caught.value.field == "base_url"
+
+
+def test_slow_server_times_out_within_timeout_plus_one_second(make_client, sandbox):
+	client = make_client(timeout=1.0, connect_timeout=1.0)
+	sandbox.fault(OAUTH, "delay", seconds=5)
+	started = time.monotonic()
+	with pytest.raises(daraja.TimeoutError) as caught:
+		client.access_token()
+	elapsed = time.monotonic() - started
+	assert 0.9 < elapsed < 2.0
+	assert caught.value.sent is True
+
+
+def test_oversize_body_is_refused(client, sandbox):
+	client.access_token()
+	sandbox.fault(STK_QUERY, "oversize", bytes=2 * 1024 * 1024)
+	with pytest.raises(daraja.TransportError, match="larger than 1048576 bytes"):
+		query(client)
+
+
+def test_oversize_body_without_length_is_refused_while_streaming(client, sandbox):
+	client.access_token()
+	sandbox.fault(STK_QUERY, "oversize", bytes=2 * 1024 * 1024, chunked=True)
+	with pytest.raises(daraja.TransportError, match="larger than 1048576 bytes"):
+		query(client)
+
+
+def test_malformed_json_is_an_api_error(client, sandbox):
+	sandbox.fault(OAUTH, "malformed", times=1)
+	with pytest.raises(daraja.AuthError):
+		client.access_token()
+	client.access_token()
+	sandbox.fault(STK_QUERY, "malformed", times=1)
+	with pytest.raises(daraja.APIError, match="malformed JSON") as caught:
+		query(client)
+	assert caught.value.http_status == 200
+
+
+def test_server_error_is_an_api_error_with_the_envelope(client, sandbox):
+	client.access_token()
+	sandbox.fault(STK_QUERY, "status", status=503)
+	with pytest.raises(daraja.APIError) as caught:
+		query(client)
+	assert caught.value.http_status == 503
+	assert caught.value.error_code.startswith("503")
+
+
+def test_reset_during_stk_push_is_not_resent(client, sandbox, stk_args):
+	# Warm the connection first: libcurl resends by itself on a reused connection
+	# that dies, unless the body cannot be rewound.
+	client.stk_push(**stk_args)
+	sandbox.fault(STK_PUSH, "reset", times=1)
+	with pytest.raises(daraja.TransportError, match="outcome is unknown") as caught:
+		client.stk_push(**stk_args)
+	assert caught.value.sent is True
+	assert sandbox.count(STK_PUSH) == 2
+
+
+def test_reset_on_a_fresh_connection_is_not_resent(make_client, sandbox, stk_args):
+	client = make_client()
+	client.access_token()
+	sandbox.fault(STK_PUSH, "reset", times=1)
+	with pytest.raises(daraja.TransportError):
+		client.stk_push(**stk_args)
+	assert sandbox.count(STK_PUSH) == 1
+
+
+def test_connection_refused_says_nothing_was_sent(make_client):
+	client = make_client(base_url="https://127.0.0.1:9")
+	with pytest.raises(daraja.TransportError) as caught:
+		client.access_token()
+	assert caught.value.sent is False
+
+
+def test_connections_are_reused(client, sandbox):
+	for _ in range(5):
+		client.access_token()
+		with pytest.raises(daraja.APIError):
+			query(client)
+	assert len({r.connection for r in sandbox.requests}) == 1
+
+
+def test_gil_is_released_during_transfers(client, sandbox):
+	client.access_token()
+	sandbox.fault(STK_QUERY, "delay", seconds=0.2)
+	errors = []
+
+	def call():
+		try:
+			query(client)
+		except daraja.APIError as e:
+			errors.append(e.error_code)
+
+	threads = [threading.Thread(target=call) for _ in range(8)]
+	started = time.monotonic()
+	for t in threads:
+		t.start()
+	for t in threads:
+		t.join()
+	elapsed = time.monotonic() - started
+	assert errors == ["400.002.02"] * 8
+	assert elapsed < 0.6, f"8 concurrent 200 ms calls took {elapsed:.2f} s"
+
+
+def test_child_after_fork_uses_its_own_connection(client, sandbox):
+	client.access_token()
+	with pytest.raises(daraja.APIError):
+		query(client)
+	parent_connection = sandbox.requests[-1].connection
+	read_end, write_end = os.pipe()
+	pid = os.fork()
+	if pid == 0:  # the child: report and leave without running pytest's teardown
+		status = b"fail"
+		try:
+			try:
+				query(client)
+			except daraja.APIError as e:
+				status = e.error_code.encode()
+		finally:
+			os.write(write_end, status)
+			os._exit(0)
+	os.close(write_end)
+	for _ in range(5):  # the parent keeps working meanwhile
+		with pytest.raises(daraja.APIError):
+			query(client)
+	os.waitpid(pid, 0)
+	assert os.read(read_end, 64) == b"400.002.02"
+	os.close(read_end)
+	connections = {r.connection for r in sandbox.requests if r.path == STK_QUERY}
+	assert parent_connection in connections and len(connections) == 2
+
+
+def test_fork_while_other_threads_hold_locks(client, sandbox):
+	"""Fork from a thread while others are mid-call: the child must not deadlock."""
+	client.access_token()
+	sandbox.fault(STK_QUERY, "delay", seconds=0.3, times=4)
+	threads = [threading.Thread(target=lambda: pytest.raises(daraja.APIError, query, client)) for _ in range(4)]
+	for t in threads:
+		t.start()
+	time.sleep(0.1)
+	pid = os.fork()
+	if pid == 0:
+		code = 1
+		try:
+			query(client)
+		except daraja.APIError:
+			code = 0
+		finally:
+			os._exit(code)
+	for t in threads:
+		t.join()
+	_, status = os.waitpid(pid, 0)
+	assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
