@@ -14,7 +14,7 @@ import sys
 from setuptools import Extension, setup
 
 DEBIAN_PACKAGES = "libcurl4-openssl-dev libssl-dev pkg-config python3-dev"
-REQUIRED = {"libcurl": "7.68.0", "openssl": "1.1.1"}
+REQUIRED = {"libcurl": "7.80.0", "openssl": "1.1.1"}  # 7.80: CURLOPT_PREREQFUNCTION
 
 
 def stop(reason):

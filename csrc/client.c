@@ -3,8 +3,12 @@
  * other call: a valid token, one transfer, one retry when Daraja says the token
  * is invalid, then Daraja's JSON decoded into a dict or into our exceptions.
  *
- * A retry after an invalid-token answer is safe for money-moving calls too: the
- * gateway refused the request before it reached the payment system.
+ * Retries, all within the call's one deadline (now + the Client's timeout):
+ * - after an invalid-token answer, once, with a new token: safe for money-moving
+ *   calls too, as the gateway refused the request before the payment system saw it;
+ * - read-only calls, after a connection failure or a 5xx answer, up to
+ *   MAX_ATTEMPTS in all, with exponential backoff and jitter;
+ * - money-moving calls only when the connection failed before any byte was sent.
  */
 #include "daraja.h"
 
@@ -12,8 +16,12 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #define TOKEN_PATH "/oauth/v1/generate?grant_type=client_credentials"
+#define MAX_ATTEMPTS 3
+#define FIRST_BACKOFF 0.1  /* seconds; doubled for each further attempt */
+#define PENDING_CODE "500.001.1001"  /* a final answer too: "still being processed" and friends */
 
 /* Daraja's error envelope, and the other shapes its errors come in. */
 typedef struct {
@@ -128,11 +136,16 @@ read_envelope(DarajaState *st, const TrResponse *resp, Envelope *env)
     }
 }
 
-/* Does this answer say the token is invalid (expired, revoked, wrong environment)? */
+/* Does this answer say the token is invalid (expired, revoked, wrong environment)?
+ * "No apiproduct match found" shares a code with it but means the app lacks the API
+ * product: a new token would not help. */
 static int
 is_invalid_token(const TrResponse *resp, const Envelope *env)
 {
     static const char *const codes[] = {"404.001.03", "400.003.01", "401.002.01", "401.003.01", NULL};
+    if (env->message != NULL && strstr(env->message, "apiproduct") != NULL) {
+        return 0;
+    }
     if (resp->status == 401) {
         return 1;
     }
@@ -202,8 +215,50 @@ parse_expires_in(PyObject *v, double *out)
     return *out > 0 && *out <= 366.0 * 86400 ? 0 : -1;
 }
 
+/* Sleep before attempt `attempt` + 1; 0 if the deadline leaves no room for it. */
+static int
+back_off(int attempt, double deadline)
+{
+    unsigned char jitter = 0;
+    double delay = FIRST_BACKOFF * (double)(1 << (attempt - 1));
+    if (RAND_bytes(&jitter, 1) == 1) {
+        delay *= 0.5 + (double)jitter / 510.0;  /* 50% to 100% of the step */
+    }
+    if (dr_monotonic() + delay + 0.05 >= deadline) {
+        return 0;
+    }
+    tr_sleep(delay);
+    return 1;
+}
+
+/* Perform req, retrying what may be retried, and read the answer's envelope.
+ * 0: an answer arrived (any HTTP status); -1: an exception is set. */
+static int
+exchange(DarajaClient *c, const TrRequest *req, TrResponse *resp, Envelope *env)
+{
+    DarajaState *st = md_client_state(c);
+    for (int attempt = 1;; attempt++) {
+        if (tr_perform(st, c->transport, req, resp) < 0) {
+            if (attempt < MAX_ATTEMPTS && tr_retryable(req, resp) && back_off(attempt, req->deadline)) {
+                PyErr_Clear();
+                continue;
+            }
+            return -1;
+        }
+        read_envelope(st, resp, env);
+        int pending = env->code != NULL && strncmp(env->code, PENDING_CODE, strlen(PENDING_CODE)) == 0;
+        if (resp->status >= 500 && req->idempotent && !pending && attempt < MAX_ATTEMPTS &&
+            back_off(attempt, req->deadline)) {
+            Py_CLEAR(env->parsed);
+            tr_response_free(resp);
+            continue;
+        }
+        return 0;
+    }
+}
+
 int
-cl_fetch_token(DarajaClient *c, SecretBuf *token, double *expires_in)
+cl_fetch_token(DarajaClient *c, double deadline, SecretBuf *token, double *expires_in)
 {
     DarajaState *st = md_client_state(c);
     SecretBuf credentials = {0}, header = {0};
@@ -220,11 +275,10 @@ cl_fetch_token(DarajaClient *c, SecretBuf *token, double *expires_in)
         auth_header(&header, "Basic", basic, basic_len) < 0) {
         goto done;
     }
-    TrRequest req = {url, header.data, NULL, 0, 1};
-    if (tr_perform(st, c->transport, &req, &resp) < 0) {
+    TrRequest req = {url, header.data, NULL, 0, 1, deadline};
+    if (exchange(c, &req, &resp, &env) < 0) {
         goto done;
     }
-    read_envelope(st, &resp, &env);
     if (resp.status != 200) {
         raise_answer(st, resp.status >= 500 ? st->APIError : st->AuthError, &resp, &env, TOKEN_PATH);
         goto done;
@@ -263,32 +317,31 @@ cl_post(DarajaClient *c, const char *path, const char *body, size_t body_len, in
     TrResponse resp = {0};
     Envelope env = {0};
     PyObject *result = NULL;
+    double deadline = dr_monotonic() + c->timeout;
     char *url = make_url(c, path);
 
     if (url == NULL) {
         return NULL;
     }
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (tc_get(c, &token) < 0 || auth_header(&header, "Bearer", token.data, token.len) < 0) {
+    for (int renewed = 0;; renewed = 1) {
+        if (tc_get(c, deadline, &token) < 0 || auth_header(&header, "Bearer", token.data, token.len) < 0) {
             goto done;
         }
-        TrRequest req = {url, header.data, body, body_len, idempotent};
-        if (tr_perform(st, c->transport, &req, &resp) < 0) {
+        TrRequest req = {url, header.data, body, body_len, idempotent, deadline};
+        if (exchange(c, &req, &resp, &env) < 0) {
             goto done;
         }
-        read_envelope(st, &resp, &env);
         if (resp.status / 100 == 2) {
             result = success_dict(st, &resp, &env, path);
             goto done;
         }
-        if (attempt == 0 && is_invalid_token(&resp, &env)) {
-            tc_reject(c, &token);
-            Py_CLEAR(env.parsed);
-            tr_response_free(&resp);
-            continue;
+        if (renewed || !is_invalid_token(&resp, &env)) {
+            raise_answer(st, st->APIError, &resp, &env, path);
+            goto done;
         }
-        raise_answer(st, st->APIError, &resp, &env, path);
-        goto done;
+        tc_reject(c, &token);
+        Py_CLEAR(env.parsed);
+        tr_response_free(&resp);
     }
 done:
     Py_XDECREF(env.parsed);

@@ -117,6 +117,37 @@ cr_base64(DarajaState *st, const unsigned char *in, size_t len, size_t *out_len)
     return out;
 }
 
+unsigned char *
+cr_base64_decode(DarajaState *st, const char *field, const char *in, size_t len, size_t *out_len)
+{
+    if (len > INT_MAX / 2) {
+        md_validation_error(st, field, "is too large");
+        return NULL;
+    }
+    unsigned char *out = malloc(len / 4 * 3 + 3);
+    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
+    int n = 0, tail = 0;
+    if (out == NULL || ctx == NULL) {
+        free(out);
+        EVP_ENCODE_CTX_free(ctx);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    EVP_DecodeInit(ctx);
+    /* Update returns -1 on a bad character; Final checks the padding. */
+    if (EVP_DecodeUpdate(ctx, out, &n, (const unsigned char *)in, (int)len) < 0 ||
+        EVP_DecodeFinal(ctx, out + n, &tail) != 1 || n + tail == 0) {
+        free(out);
+        EVP_ENCODE_CTX_free(ctx);
+        ERR_clear_error();
+        md_validation_error(st, field, "is not valid base64");
+        return NULL;
+    }
+    EVP_ENCODE_CTX_free(ctx);
+    *out_len = (size_t)(n + tail);
+    return out;
+}
+
 int
 cr_sha256(DarajaState *st, const void *in, size_t len, unsigned char out[32])
 {

@@ -11,8 +11,15 @@
  *   cr_  crypto.c       OpenSSL: certificates, Security Credential, base64, secrets
  *   jw_  json.c         JSON request bodies
  *   va_  validate.c     input rules, checked before any network I/O
+ *   rq_  request.c      Daraja requests described as tables: rules checked, body written
  *   ex_  express.c      Lipa na M-Pesa Express: STK push and STK query
+ *   c2b_ c2b.c          customer to business: URL registration, simulation, pull
+ *   pm_  payments.c     money out: B2C, B2B, tax remittance, reversal
+ *   iq_  inquiry.c      transaction status and account balance
+ *   qr_  qr.c           dynamic QR codes
  *   af_  atfork.c       fork safety: locks held across fork(), children start afresh
+ *   jr_  jsonread.c     strict RFC 8259 reader for callback bodies (size, depth, UTF-8 capped)
+ *   cb_  callbacks.c    callback parsing and typing, callback secrets and allowlists, replies
  *
  * Contracts: functions returning int give 0 on success and -1 with a Python
  * exception set on failure; functions returning a pointer give NULL with an
@@ -37,6 +44,8 @@
 #define DR_TOKEN_MARGIN 60             /* seconds before expiry a token is renewed */
 #define DR_KEY_CACHE_SLOTS 8           /* parsed certificate keys kept per module */
 #define DR_POOL_IDLE 16                /* idle libcurl handles kept per Client */
+#define DR_MAX_CALLBACK 65536          /* bytes of a callback body we accept */
+#define DR_MAX_DEPTH 32                /* nesting of arrays/objects in a callback body */
 
 /* ---- secrets ----------------------------------------------------------- */
 
@@ -93,6 +102,9 @@ typedef struct {
     PyObject *TLSError;
     PyTypeObject *ClientType;
     PyObject *json_loads;  /* json.loads, for response bodies */
+    PyObject *Decimal;     /* decimal.Decimal, for callback amounts and JSON fractions */
+    PyObject *datetime;    /* datetime.datetime, for callback dates */
+    PyObject *nairobi_tz;  /* datetime.timezone(timedelta(hours=3), "EAT") */
     TokenCache tokens;
     KeySlot keys[DR_KEY_CACHE_SLOTS];
     unsigned next_key_slot;
@@ -119,6 +131,7 @@ typedef struct {
     const char *body;           /* POST body, or NULL for GET */
     size_t body_len;
     int idempotent;             /* 0: the request moves money; say so on failure */
+    double deadline;            /* dr_monotonic() time the whole call must end by */
 } TrRequest;
 
 typedef struct {
@@ -127,14 +140,23 @@ typedef struct {
     size_t len;
     size_t cap;
     int overflow;
+    CURLcode code;              /* after a failed transfer: what failed */
+    int sent;                   /* after a failed transfer: bytes may have reached the server */
 } TrResponse;
 
 /* Make a transport with its CA store; on error set an exception, return NULL. */
 Transport *tr_new(DarajaState *st, const char *ca_file, double connect_timeout, double timeout);
 /* Free a transport; in a forked child the parent's handles are abandoned, not closed. */
 void tr_free(Transport *t);
-/* Perform one request with the GIL released; fill *resp or set an exception. */
+/* Perform one request with the GIL released; fill *resp or set an exception
+ * (resp->code and resp->sent then say what failed). */
 int tr_perform(DarajaState *st, Transport *t, const TrRequest *req, TrResponse *resp);
+/* May a failed transfer be tried again without risking a second payment? */
+int tr_retryable(const TrRequest *req, const TrResponse *resp);
+/* Seconds on a monotonic clock. */
+double dr_monotonic(void);
+/* Sleep without the GIL. */
+void tr_sleep(double seconds);
 /* Release a response's body. */
 void tr_response_free(TrResponse *resp);
 
@@ -174,15 +196,15 @@ int tc_init(TokenCache *tc);
 void tc_clear(TokenCache *tc);
 /* Find or create the entry for (base_url, key, secret); NULL with an exception on error. */
 TokenEntry *tc_entry(TokenCache *tc, const char *base_url, const char *key, const SecretBuf *secret);
-/* Copy a valid token for c into *out, fetching one if needed (single flight). */
-int tc_get(DarajaClient *c, SecretBuf *out);
+/* Copy a valid token for c into *out, fetching one if needed (single flight), by deadline. */
+int tc_get(DarajaClient *c, double deadline, SecretBuf *out);
 /* Drop `token` if it is still the entry's current one, so the next tc_get renews it. */
 void tc_reject(DarajaClient *c, const SecretBuf *token);
 
 /* ---- client request cycle (client.c) ----------------------------------- */
 
 /* GET the OAuth endpoint with the Client's Basic credentials; fill token and its lifetime. */
-int cl_fetch_token(DarajaClient *c, SecretBuf *token, double *expires_in);
+int cl_fetch_token(DarajaClient *c, double deadline, SecretBuf *token, double *expires_in);
 /* POST a JSON body to `path` with a valid token; return the decoded dict (new reference). */
 PyObject *cl_post(DarajaClient *c, const char *path, const char *body, size_t body_len, int idempotent);
 
@@ -198,6 +220,9 @@ void cr_wipe(void *p, size_t n);
 int cr_equal(const void *a, size_t alen, const void *b, size_t blen);
 /* Base64 of in (no newlines) into a new NUL-terminated buffer; NULL on error. */
 char *cr_base64(DarajaState *st, const unsigned char *in, size_t len, size_t *out_len);
+/* Decode base64 (newlines allowed) into a new buffer; NULL with ValidationError(field) if invalid. */
+unsigned char *cr_base64_decode(DarajaState *st, const char *field, const char *in, size_t len,
+                                size_t *out_len);
 /* SHA-256 of in into out[32]; -1 with an exception on error. */
 int cr_sha256(DarajaState *st, const void *in, size_t len, unsigned char out[32]);
 /* Load a CA file (or the system store when NULL) into a new X509_STORE. */
@@ -234,6 +259,8 @@ void jw_free(JsonBuf *b);
 #define VA_PHONE_LEN 12
 #define VA_TIMESTAMP_LEN 14
 
+/* A str or int of min..max digits into out[size]. */
+int va_digits(DarajaState *st, const char *field, PyObject *v, size_t min, size_t max, char *out, size_t size);
 /* A shortcode, till or paybill: str or int of 5-7 digits, into out[8]. */
 int va_shortcode(DarajaState *st, const char *field, PyObject *v, char out[8]);
 /* A whole number of shillings in [min, max] from int, integral float or digit string. */
@@ -260,6 +287,111 @@ PyObject *va_py_normalize_phone(PyObject *module, PyObject *arg);
 /* Python: timestamp() -> str */
 PyObject *va_py_timestamp(PyObject *module, PyObject *unused);
 
+/* ---- table-driven requests (request.c) --------------------------------- */
+
+#define RQ_MAX_FIELDS 20
+
+typedef enum {
+    RQ_END = 0,     /* ends a field table */
+    RQ_SHORTCODE,   /* 5-7 digits, sent as a string */
+    RQ_AMOUNT,      /* whole shillings in [min or 1, max or the ceiling], sent as a number */
+    RQ_PHONE,       /* Kenyan mobile number, sent as 2547XXXXXXXX */
+    RQ_URL,         /* https callback URL free of the words Daraja refuses */
+    RQ_TEXT,        /* min..max characters, no control characters */
+    RQ_DIGITS,      /* min..max digits from a str or an int, sent as a string */
+    RQ_SECRET,      /* non-empty, never echoed in messages */
+    RQ_CHOICE,      /* one of `choices` (an int is accepted for digit choices) */
+    RQ_ID,          /* letters, digits, '_', '-', '.': min..max characters (default 1..64) */
+    RQ_UUID,        /* as RQ_ID; a fresh UUID4 when not given */
+    RQ_TIMESTAMP,   /* YYYYMMDDHHmmss; Nairobi's time now when not given */
+    RQ_DATETIME,    /* "YYYY-MM-DD HH:MM:SS" from text or a datetime */
+    RQ_CONST,       /* `fixed`, no keyword */
+    RQ_DERIVED,     /* computed by the API's derive hook */
+    RQ_RAW,         /* the Python object, left to the API's check hook */
+} RqKind;
+
+/* One row of a field table: RQ_FIELD("amount", "Amount", RQ_AMOUNT, .flags = RQ_REQUIRED). */
+#define RQ_FIELD(kw_, json_, kind_, ...) {.kw = (kw_), .json = (json_), .kind = (kind_), __VA_ARGS__}
+#define RQ_TABLE_END {.kind = RQ_END}
+
+#define RQ_REQUIRED 1u  /* the keyword must be given */
+#define RQ_ECHO 2u      /* copied into the answer when Daraja leaves it out */
+
+typedef struct {
+    const char *kw;     /* keyword argument; NULL for RQ_CONST and RQ_DERIVED */
+    const char *json;   /* Daraja's field name; NULL for values used only by hooks */
+    RqKind kind;
+    unsigned flags;
+    Py_ssize_t min, max;
+    const char *const *choices;
+    const char *fixed;  /* RQ_CONST's value, or the default when not given */
+} RqField;
+
+typedef struct {
+    const char *text;   /* borrowed from the argument, or buf */
+    Py_ssize_t len;
+    long long number;   /* RQ_AMOUNT */
+    PyObject *object;   /* RQ_RAW (borrowed) */
+    int present;
+    char buf[40];
+} RqValue;
+
+typedef struct RqApi RqApi;
+struct RqApi {
+    const char *name;   /* the Python method, for messages */
+    const char *path;
+    int idempotent;     /* 0: moves money, never resent once it may have been sent */
+    const RqField *fields;
+    /* Rules across fields; may fill values. -1 with an exception when broken. */
+    int (*check)(DarajaClient *c, const RqApi *api, RqValue *values);
+    /* The value of an RQ_DERIVED field into a secret buffer. */
+    int (*derive)(DarajaState *st, const RqApi *api, RqValue *values, const RqField *f, SecretBuf *out);
+};
+
+/* The rows every initiator API (B2C, B2B, tax, status, balance, reversal) shares. */
+#define RQ_INITIATOR(json_name)                                                                  \
+    RQ_FIELD("initiator_name", json_name, RQ_TEXT, .flags = RQ_REQUIRED, .min = 1, .max = 64), \
+        RQ_FIELD("security_credential", "SecurityCredential", RQ_SECRET, .flags = RQ_REQUIRED)
+#define RQ_RESULT_URLS                                                          \
+    RQ_FIELD("queue_timeout_url", "QueueTimeOutURL", RQ_URL, .flags = RQ_REQUIRED), \
+        RQ_FIELD("result_url", "ResultURL", RQ_URL, .flags = RQ_REQUIRED)
+#define RQ_REMARKS(default_) RQ_FIELD("remarks", "Remarks", RQ_TEXT, .min = 2, .max = 100, .fixed = (default_))
+
+/* The field for keyword kw, or NULL. */
+const RqField *rq_field(const RqApi *api, const char *kw);
+/* The value slot for keyword kw, or NULL. */
+RqValue *rq_value(const RqApi *api, RqValue *values, const char *kw);
+/* Check the arguments and write the body; values has RQ_MAX_FIELDS slots. */
+int rq_build(DarajaClient *c, const RqApi *api, PyObject *args, PyObject *kwargs, RqValue *values,
+             JsonBuf *body);
+/* Send a built body to path (NULL: the API's own) and return Daraja's answer. */
+PyObject *rq_send(DarajaClient *c, const RqApi *api, const char *path, RqValue *values, const JsonBuf *body);
+/* rq_build then rq_send: a whole Client method. */
+PyObject *rq_call(PyObject *self, const RqApi *api, PyObject *args, PyObject *kwargs);
+
+/* ---- C2B, payments, inquiries, QR (c2b.c, payments.c, inquiry.c, qr.c) -- */
+
+/* Python: Client.c2b_register_urls / c2b_simulate / pull_register / pull_query */
+PyObject *c2b_py_register_urls(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *c2b_py_simulate(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *c2b_py_pull_register(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *c2b_py_pull_query(PyObject *self, PyObject *args, PyObject *kwargs);
+/* Python: Client.b2c_payment / b2b_payment / tax_remittance / reversal (they move money) */
+PyObject *pm_py_b2c_payment(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *pm_py_b2b_payment(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *pm_py_tax_remittance(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *pm_py_reversal(PyObject *self, PyObject *args, PyObject *kwargs);
+/* Python: Client.transaction_status / account_balance (read-only) */
+PyObject *iq_py_transaction_status(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *iq_py_account_balance(PyObject *self, PyObject *args, PyObject *kwargs);
+/* Python: Client.dynamic_qr */
+PyObject *qr_py_dynamic_qr(PyObject *self, PyObject *args, PyObject *kwargs);
+
+/* Take the raised exception (new reference) and clear it; pair with md_restore_error. */
+PyObject *md_take_error(void);
+/* Raise a taken exception again (steals the reference). */
+void md_restore_error(PyObject *exc);
+
 /* ---- Lipa na M-Pesa Express (express.c) -------------------------------- */
 
 /* Python: stk_password(shortcode, passkey, timestamp) -> str */
@@ -268,5 +400,14 @@ PyObject *ex_py_stk_password(PyObject *module, PyObject *const *args, Py_ssize_t
 PyObject *ex_py_stk_push(PyObject *self, PyObject *args, PyObject *kwargs);
 /* Python: Client.stk_query(*, shortcode, passkey, checkout_request_id, timestamp=None) -> dict */
 PyObject *ex_py_stk_query(PyObject *self, PyObject *args, PyObject *kwargs);
+
+/* ---- callbacks (jsonread.c, callbacks.c) ------------------------------ */
+
+/* Parse len bytes of strict JSON into Python objects (fractions as Decimal);
+ * ValidationError (field "body") naming the fault and its byte offset on error. */
+PyObject *jr_parse(DarajaState *st, const char *data, size_t len);
+/* Add parse_callback, verify_callback, new_callback_secret, c2b_accept, c2b_reject
+ * and ack to the module; needs st->Decimal, st->datetime and st->nairobi_tz. */
+int cb_add_functions(PyObject *module);
 
 #endif /* DARAJA_H */

@@ -12,7 +12,6 @@
 
 #define STK_PUSH_PATH "/mpesa/stkpush/v1/processrequest"
 #define STK_QUERY_PATH "/mpesa/stkpushquery/v1/query"
-#define MAX_AMOUNT 999999999LL  /* beyond every M-Pesa limit: Daraja enforces the real one */
 
 static const char *const TRANSACTION_TYPES[] = {"CustomerPayBillOnline", "CustomerBuyGoodsOnline", NULL};
 
@@ -40,19 +39,6 @@ stk_password(DarajaState *st, const char *shortcode, const char *passkey, size_t
     cr_secret_free(out);
     out->data = encoded;
     out->len = encoded_len;
-    return 0;
-}
-
-/* Raise TypeError for a missing keyword argument; returns -1. */
-static int
-require(const char *method, const char *const *names, PyObject *const *values, int count)
-{
-    for (int i = 0; i < count; i++) {
-        if (values[i] == NULL) {
-            PyErr_Format(PyExc_TypeError, "%s() missing required keyword argument '%s'", method, names[i]);
-            return -1;
-        }
-    }
     return 0;
 }
 
@@ -86,125 +72,74 @@ ex_py_stk_password(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* STK rules across fields: a till for Buy Goods, otherwise PartyB is the shortcode. */
+static int
+check_push(DarajaClient *c, const RqApi *api, RqValue *values)
+{
+    RqValue *party_b = rq_value(api, values, "party_b");
+    RqValue *type = rq_value(api, values, "transaction_type");
+    if (party_b->present) {
+        return 0;
+    }
+    if (strcmp(type->text, TRANSACTION_TYPES[0]) != 0) {
+        return md_validation_error(md_client_state(c), "party_b", "the till number is required for %s",
+                                   type->text);
+    }
+    *party_b = *rq_value(api, values, "shortcode");
+    party_b->text = party_b->buf;
+    return 0;
+}
+
+/* Password from shortcode, passkey and Timestamp; PhoneNumber repeats PartyA. */
+static int
+derive_express(DarajaState *st, const RqApi *api, RqValue *values, const RqField *f, SecretBuf *out)
+{
+    if (strcmp(f->json, "PhoneNumber") == 0) {
+        RqValue *phone = rq_value(api, values, "phone");
+        return cr_secret_set(out, phone->text, (size_t)phone->len);
+    }
+    RqValue *passkey = rq_value(api, values, "passkey");
+    return stk_password(st, rq_value(api, values, "shortcode")->text, passkey->text, (size_t)passkey->len,
+                        rq_value(api, values, "timestamp")->text, out);
+}
+
+static const RqField STK_PUSH_FIELDS[] = {
+    RQ_FIELD("shortcode", "BusinessShortCode", RQ_SHORTCODE, .flags = RQ_REQUIRED),
+    RQ_FIELD(NULL, "Password", RQ_DERIVED),
+    RQ_FIELD("timestamp", "Timestamp", RQ_TIMESTAMP),
+    RQ_FIELD("transaction_type", "TransactionType", RQ_CHOICE, .choices = TRANSACTION_TYPES, .fixed = "CustomerPayBillOnline"),
+    RQ_FIELD("amount", "Amount", RQ_AMOUNT, .flags = RQ_REQUIRED),
+    RQ_FIELD("phone", "PartyA", RQ_PHONE, .flags = RQ_REQUIRED),
+    RQ_FIELD("party_b", "PartyB", RQ_SHORTCODE),
+    RQ_FIELD(NULL, "PhoneNumber", RQ_DERIVED),
+    RQ_FIELD("callback_url", "CallBackURL", RQ_URL, .flags = RQ_REQUIRED),
+    RQ_FIELD("account_reference", "AccountReference", RQ_TEXT, .flags = RQ_REQUIRED, .min = 1, .max = 12),
+    RQ_FIELD("description", "TransactionDesc", RQ_TEXT, .flags = RQ_REQUIRED, .min = 1, .max = 13),
+    RQ_FIELD("passkey", NULL, RQ_SECRET, .flags = RQ_REQUIRED),
+    RQ_TABLE_END,
+};
+
+static const RqApi STK_PUSH = {"stk_push", STK_PUSH_PATH, 0, STK_PUSH_FIELDS, check_push, derive_express};
+
+static const RqField STK_QUERY_FIELDS[] = {
+    RQ_FIELD("shortcode", "BusinessShortCode", RQ_SHORTCODE, .flags = RQ_REQUIRED),
+    RQ_FIELD(NULL, "Password", RQ_DERIVED),
+    RQ_FIELD("timestamp", "Timestamp", RQ_TIMESTAMP),
+    RQ_FIELD("checkout_request_id", "CheckoutRequestID", RQ_ID, .flags = RQ_REQUIRED),
+    RQ_FIELD("passkey", NULL, RQ_SECRET, .flags = RQ_REQUIRED),
+    RQ_TABLE_END,
+};
+
+static const RqApi STK_QUERY = {"stk_query", STK_QUERY_PATH, 1, STK_QUERY_FIELDS, NULL, derive_express};
+
 PyObject *
 ex_py_stk_push(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"shortcode", "passkey", "amount", "phone", "callback_url", "account_reference",
-                             "description", "transaction_type", "party_b", "timestamp", NULL};
-    DarajaClient *c = (DarajaClient *)self;
-    DarajaState *st = md_client_state(c);
-    PyObject *v[10] = {NULL};
-    char shortcode[8], party_b[8], phone[VA_PHONE_LEN + 1], timestamp[VA_TIMESTAMP_LEN + 1];
-    const char *passkey, *url, *reference, *description, *type = TRANSACTION_TYPES[0];
-    Py_ssize_t passkey_len, url_len, reference_len, description_len;
-    long long amount;
-    SecretBuf password = {0};
-    JsonBuf body;
-    PyObject *result = NULL;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$OOOOOOOOOO:stk_push", kwlist, &v[0], &v[1], &v[2],
-                                     &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]) ||
-        require("stk_push", (const char *const *)kwlist, v, 7) < 0) {
-        return NULL;
-    }
-    if (va_shortcode(st, "shortcode", v[0], shortcode) < 0 ||
-        va_secret(st, "passkey", v[1], &passkey, &passkey_len) < 0 ||
-        va_amount(st, "amount", v[2], 1, MAX_AMOUNT, &amount) < 0 ||
-        va_phone(st, "phone", v[3], phone) < 0 ||
-        va_callback_url(st, "callback_url", v[4], &url, &url_len) < 0 ||
-        va_text(st, "account_reference", v[5], 1, 12, &reference, &reference_len) < 0 ||
-        va_text(st, "description", v[6], 1, 13, &description, &description_len) < 0 ||
-        (v[7] != NULL && va_choice(st, "transaction_type", v[7], TRANSACTION_TYPES, &type) < 0) ||
-        va_timestamp(st, "timestamp", v[9], timestamp) < 0) {
-        return NULL;
-    }
-    if (v[8] != NULL && v[8] != Py_None) {
-        if (va_shortcode(st, "party_b", v[8], party_b) < 0) {
-            return NULL;
-        }
-    }
-    else if (type != TRANSACTION_TYPES[0]) {
-        md_validation_error(st, "party_b", "the till number is required for %s", type);
-        return NULL;
-    }
-    else {
-        memcpy(party_b, shortcode, sizeof(shortcode));
-    }
-    if (stk_password(st, shortcode, passkey, (size_t)passkey_len, timestamp, &password) < 0) {
-        return NULL;
-    }
-
-    jw_begin(&body);
-    jw_str(&body, "BusinessShortCode", shortcode, strlen(shortcode));
-    jw_str(&body, "Password", password.data, password.len);
-    jw_str(&body, "Timestamp", timestamp, VA_TIMESTAMP_LEN);
-    jw_str(&body, "TransactionType", type, strlen(type));
-    jw_int(&body, "Amount", amount);
-    jw_str(&body, "PartyA", phone, VA_PHONE_LEN);
-    jw_str(&body, "PartyB", party_b, strlen(party_b));
-    jw_str(&body, "PhoneNumber", phone, VA_PHONE_LEN);
-    jw_str(&body, "CallBackURL", url, (size_t)url_len);
-    jw_str(&body, "AccountReference", reference, (size_t)reference_len);
-    jw_str(&body, "TransactionDesc", description, (size_t)description_len);
-    if (jw_end(st, &body) == 0) {
-        result = cl_post(c, STK_PUSH_PATH, body.data, body.len, 0);
-    }
-    jw_free(&body);
-    cr_secret_free(&password);
-    return result;
-}
-
-/* A CheckoutRequestID: Daraja's ws_CO_... identifier, letters, digits, '_' and '-'. */
-static int
-checkout_request_id(DarajaState *st, PyObject *v, const char **out, Py_ssize_t *len)
-{
-    if (va_text(st, "checkout_request_id", v, 1, 64, out, len) < 0) {
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < *len; i++) {
-        char ch = (*out)[i];
-        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
-              ch == '-')) {
-            return md_validation_error(st, "checkout_request_id", "must be letters, digits, '_' or '-'");
-        }
-    }
-    return 0;
+    return rq_call(self, &STK_PUSH, args, kwargs);
 }
 
 PyObject *
 ex_py_stk_query(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"shortcode", "passkey", "checkout_request_id", "timestamp", NULL};
-    DarajaClient *c = (DarajaClient *)self;
-    DarajaState *st = md_client_state(c);
-    PyObject *v[4] = {NULL};
-    char shortcode[8], timestamp[VA_TIMESTAMP_LEN + 1];
-    const char *passkey, *checkout;
-    Py_ssize_t passkey_len, checkout_len;
-    SecretBuf password = {0};
-    JsonBuf body;
-    PyObject *result = NULL;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$OOOO:stk_query", kwlist, &v[0], &v[1], &v[2], &v[3]) ||
-        require("stk_query", (const char *const *)kwlist, v, 3) < 0) {
-        return NULL;
-    }
-    if (va_shortcode(st, "shortcode", v[0], shortcode) < 0 ||
-        va_secret(st, "passkey", v[1], &passkey, &passkey_len) < 0 ||
-        checkout_request_id(st, v[2], &checkout, &checkout_len) < 0 ||
-        va_timestamp(st, "timestamp", v[3], timestamp) < 0 ||
-        stk_password(st, shortcode, passkey, (size_t)passkey_len, timestamp, &password) < 0) {
-        return NULL;
-    }
-    jw_begin(&body);
-    jw_str(&body, "BusinessShortCode", shortcode, strlen(shortcode));
-    jw_str(&body, "Password", password.data, password.len);
-    jw_str(&body, "Timestamp", timestamp, VA_TIMESTAMP_LEN);
-    jw_str(&body, "CheckoutRequestID", checkout, (size_t)checkout_len);
-    if (jw_end(st, &body) == 0) {
-        result = cl_post(c, STK_QUERY_PATH, body.data, body.len, 1);
-    }
-    jw_free(&body);
-    cr_secret_free(&password);
-    return result;
+    return rq_call(self, &STK_QUERY, args, kwargs);
 }

@@ -133,6 +133,34 @@ md_transport_error(DarajaState *st, PyObject *type, int sent, const char *fmt, .
     return -1;
 }
 
+PyObject *
+md_take_error(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (value != NULL && traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+#endif
+}
+
+void
+md_restore_error(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
 /* ---- Client ------------------------------------------------------------ */
 
 /* A heap copy of a Python str's UTF-8; NULL with an exception on error. */
@@ -213,7 +241,7 @@ client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
                              "timeout", "connect_timeout", "token_store", NULL};
     PyObject *key_obj, *secret_obj, *env_obj = NULL, *base_obj = Py_None, *ca_obj = Py_None;
     PyObject *store = Py_None;
-    double timeout = 30.0, connect_timeout = 5.0;
+    double timeout = 30.0, connect_timeout = -1.0;  /* default: 5 s, or timeout if shorter */
     PyObject *ca_path = NULL;
     const char *key, *secret, *environment;
     Py_ssize_t key_len, secret_len;
@@ -247,6 +275,9 @@ client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (!(timeout > 0.0 && timeout <= 600.0)) {
         md_validation_error(st, "timeout", "must be between 0 and 600 seconds");
         return NULL;
+    }
+    if (connect_timeout == -1.0) {
+        connect_timeout = timeout < 5.0 ? timeout : 5.0;
     }
     if (!(connect_timeout > 0.0 && connect_timeout <= timeout)) {
         md_validation_error(st, "connect_timeout", "must be positive and at most timeout");
@@ -357,7 +388,7 @@ static PyObject *
 client_access_token(DarajaClient *self, PyObject *Py_UNUSED(ignored))
 {
     SecretBuf token = {0};
-    if (tc_get(self, &token) < 0) {
+    if (tc_get(self, dr_monotonic() + self->timeout, &token) < 0) {
         return NULL;
     }
     PyObject *result = PyUnicode_FromStringAndSize(token.data, (Py_ssize_t)token.len);
@@ -394,6 +425,44 @@ static PyMethodDef client_methods[] = {
     {"stk_query", (PyCFunction)(void (*)(void))ex_py_stk_query, METH_VARARGS | METH_KEYWORDS,
      "stk_query(*, shortcode, passkey, checkout_request_id, timestamp=None) -> dict\n\n"
      "Ask Daraja for the result of an STK push."},
+    {"c2b_register_urls", (PyCFunction)(void (*)(void))c2b_py_register_urls, METH_VARARGS | METH_KEYWORDS,
+     "c2b_register_urls(*, shortcode, confirmation_url, validation_url, response_type='Completed') -> dict\n\n"
+     "Register the C2B URLs: v2 first, v1 when the app lacks the v2 product; 'api_version' says which."},
+    {"c2b_simulate", (PyCFunction)(void (*)(void))c2b_py_simulate, METH_VARARGS | METH_KEYWORDS,
+     "c2b_simulate(*, shortcode, amount, phone, bill_ref_number=None, command_id='CustomerPayBillOnline')"
+     " -> dict\n\nSimulate a customer payment (sandbox only). Never resent automatically."},
+    {"b2c_payment", (PyCFunction)(void (*)(void))pm_py_b2c_payment, METH_VARARGS | METH_KEYWORDS,
+     "b2c_payment(*, initiator_name, security_credential, command_id, amount, party_a, phone, remarks, "
+     "result_url, queue_timeout_url, occasion=None, originator_conversation_id=None) -> dict\n\n"
+     "Pay a phone from the business (v3). The answer always holds the OriginatorConversationID. "
+     "Never resent automatically."},
+    {"b2b_payment", (PyCFunction)(void (*)(void))pm_py_b2b_payment, METH_VARARGS | METH_KEYWORDS,
+     "b2b_payment(*, initiator_name, security_credential, command_id, amount, party_a, party_b, remarks, "
+     "result_url, queue_timeout_url, account_reference=None, requester=None, occasion=None) -> dict\n\n"
+     "Pay another business. Never resent automatically."},
+    {"tax_remittance", (PyCFunction)(void (*)(void))pm_py_tax_remittance, METH_VARARGS | METH_KEYWORDS,
+     "tax_remittance(*, initiator_name, security_credential, amount, party_a, prn, remarks, result_url, "
+     "queue_timeout_url) -> dict\n\nPay tax to KRA (572572) against a PRN. Never resent automatically."},
+    {"reversal", (PyCFunction)(void (*)(void))pm_py_reversal, METH_VARARGS | METH_KEYWORDS,
+     "reversal(*, initiator_name, security_credential, transaction_id, amount, receiver_party, remarks, "
+     "result_url, queue_timeout_url, receiver_identifier_type='11', occasion=None) -> dict\n\n"
+     "Reverse a transaction. Never resent automatically."},
+    {"transaction_status", (PyCFunction)(void (*)(void))iq_py_transaction_status, METH_VARARGS | METH_KEYWORDS,
+     "transaction_status(*, initiator_name, security_credential, party_a, result_url, queue_timeout_url, "
+     "transaction_id=None, original_conversation_id=None, identifier_type='4', remarks=..., occasion=None)"
+     " -> dict\n\nAsk for a transaction's status; the result comes to result_url."},
+    {"account_balance", (PyCFunction)(void (*)(void))iq_py_account_balance, METH_VARARGS | METH_KEYWORDS,
+     "account_balance(*, initiator_name, security_credential, party_a, result_url, queue_timeout_url, "
+     "identifier_type='4', remarks=...) -> dict\n\nAsk for the balances; the result comes to result_url."},
+    {"dynamic_qr", (PyCFunction)(void (*)(void))qr_py_dynamic_qr, METH_VARARGS | METH_KEYWORDS,
+     "dynamic_qr(*, merchant_name, ref_no, amount, trx_code, cpi, size='300') -> dict\n\n"
+     "Make a payment QR code: Daraja's answer plus 'png', the decoded image."},
+    {"pull_register", (PyCFunction)(void (*)(void))c2b_py_pull_register, METH_VARARGS | METH_KEYWORDS,
+     "pull_register(*, shortcode, nominated_number, callback_url) -> dict\n\n"
+     "Register a shortcode for the pull API (once, in production)."},
+    {"pull_query", (PyCFunction)(void (*)(void))c2b_py_pull_query, METH_VARARGS | METH_KEYWORDS,
+     "pull_query(*, shortcode, start_date, end_date, offset=0) -> dict\n\n"
+     "Fetch the C2B transactions of a window within the last 48 hours."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -565,11 +634,52 @@ exec_token_cache(PyObject *module)
     return tc_init(&get_state(module)->tokens);
 }
 
+/* Set *out to module_name.attr (new reference); -1 with an exception on error. */
+static int
+import_attr(const char *module_name, const char *attr, PyObject **out)
+{
+    PyObject *m = PyImport_ImportModule(module_name);
+    if (m == NULL) {
+        return -1;
+    }
+    *out = PyObject_GetAttrString(m, attr);
+    Py_DECREF(m);
+    return *out == NULL ? -1 : 0;
+}
+
+/* Cache the Decimal and datetime types and Nairobi's tzinfo, then add callbacks.c's functions. */
+static int
+exec_callbacks(PyObject *module)
+{
+    DarajaState *st = get_state(module);
+    PyObject *timezone = NULL, *timedelta = NULL, *offset = NULL;
+    int rc = -1;
+
+    if (import_attr("decimal", "Decimal", &st->Decimal) < 0 ||
+        import_attr("datetime", "datetime", &st->datetime) < 0 ||
+        import_attr("datetime", "timezone", &timezone) < 0 ||
+        import_attr("datetime", "timedelta", &timedelta) < 0) {
+        goto done;
+    }
+    /* Nairobi keeps UTC+3 all year: a fixed offset is exact, no tz database needed. */
+    if ((offset = PyObject_CallFunction(timedelta, "iii", 0, 3 * 3600, 0)) == NULL ||
+        (st->nairobi_tz = PyObject_CallFunction(timezone, "Os", offset, "EAT")) == NULL) {
+        goto done;
+    }
+    rc = cb_add_functions(module);
+done:
+    Py_XDECREF(offset);
+    Py_XDECREF(timedelta);
+    Py_XDECREF(timezone);
+    return rc;
+}
+
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, exec_exceptions},
     {Py_mod_exec, exec_client_type},
     {Py_mod_exec, exec_libraries},
     {Py_mod_exec, exec_token_cache},
+    {Py_mod_exec, exec_callbacks},
     {0, NULL},
 };
 
@@ -586,6 +696,9 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->TLSError);
     Py_VISIT(st->ClientType);
     Py_VISIT(st->json_loads);
+    Py_VISIT(st->Decimal);
+    Py_VISIT(st->datetime);
+    Py_VISIT(st->nairobi_tz);
     return 0;
 }
 
@@ -602,6 +715,9 @@ module_clear(PyObject *module)
     Py_CLEAR(st->TLSError);
     Py_CLEAR(st->ClientType);
     Py_CLEAR(st->json_loads);
+    Py_CLEAR(st->Decimal);
+    Py_CLEAR(st->datetime);
+    Py_CLEAR(st->nairobi_tz);
     return 0;
 }
 

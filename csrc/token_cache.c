@@ -150,19 +150,25 @@ token_valid(const TokenEntry *e, double now)
     return e->token.data != NULL && now < e->expires_at - DR_TOKEN_MARGIN;
 }
 
-/* Wait, without the GIL, until no leader is fetching; -1 with TimeoutError if
- * that takes longer than the Client's own requests could. */
+/* Wait, without the GIL, until no leader is fetching; -1 with TimeoutError if the
+ * caller's deadline passes first. */
 static int
-wait_for_leader(DarajaClient *c, TokenCache *tc, TokenEntry *e)
+wait_for_leader(DarajaClient *c, TokenCache *tc, TokenEntry *e, double deadline)
 {
-    struct timespec deadline;
+    struct timespec until;
+    double left = deadline - dr_monotonic() + 1.0;  /* the leader's own deadline may be later */
     int rc = 0;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += (time_t)(2 * c->timeout) + 5;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)left;
+    until.tv_nsec += (long)((left - (double)(time_t)left) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&tc->lock);
     while (e->in_flight && rc != ETIMEDOUT) {
-        rc = pthread_cond_timedwait(&e->done, &tc->lock, &deadline);
+        rc = pthread_cond_timedwait(&e->done, &tc->lock, &until);
     }
     pthread_mutex_unlock(&tc->lock);
     Py_END_ALLOW_THREADS
@@ -238,7 +244,7 @@ save_to_store(DarajaClient *c, const SecretBuf *token, double expires_at)
 
 /* As the leader: get a token from the store or the network into *token. */
 static int
-lead_fetch(DarajaClient *c, TokenEntry *e, SecretBuf *token, double *expires_at, int *is_new)
+lead_fetch(DarajaClient *c, TokenEntry *e, double deadline, SecretBuf *token, double *expires_at, int *is_new)
 {
     double expires_in;
     *is_new = 0;
@@ -248,7 +254,7 @@ lead_fetch(DarajaClient *c, TokenEntry *e, SecretBuf *token, double *expires_at,
             return found < 0 ? -1 : 0;
         }
     }
-    if (cl_fetch_token(c, token, &expires_in) < 0) {
+    if (cl_fetch_token(c, deadline, token, &expires_in) < 0) {
         return -1;
     }
     *expires_at = now_epoch() + expires_in;
@@ -257,7 +263,7 @@ lead_fetch(DarajaClient *c, TokenEntry *e, SecretBuf *token, double *expires_at,
 }
 
 int
-tc_get(DarajaClient *c, SecretBuf *out)
+tc_get(DarajaClient *c, double deadline, SecretBuf *out)
 {
     TokenCache *tc = &md_client_state(c)->tokens;
     TokenEntry *e = c->token;
@@ -278,12 +284,12 @@ tc_get(DarajaClient *c, SecretBuf *out)
             break;
         }
         pthread_mutex_unlock(&tc->lock);
-        if (wait_for_leader(c, tc, e) < 0) {
+        if (wait_for_leader(c, tc, e, deadline) < 0) {
             return -1;
         }
     }
 
-    rc = lead_fetch(c, e, &fresh, &expires_at, &is_new);
+    rc = lead_fetch(c, e, deadline, &fresh, &expires_at, &is_new);
     pthread_mutex_lock(&tc->lock);
     if (rc == 0) {
         cr_secret_free(&e->token);

@@ -8,19 +8,41 @@
  * not allow across threads). The CA store is loaded once per Transport and handed
  * to each new TLS context.
  *
- * Money-moving requests are sent through a read callback that cannot rewind: if a
- * reused connection dies before any answer, libcurl would otherwise resend the
- * POST on a new connection by itself. With no rewind possible the transfer fails
- * instead, and the caller is told the outcome is unknown.
+ * One transfer sends its request once: if a reused connection dies before any
+ * answer, libcurl would otherwise resend the request on a new connection by
+ * itself. A pre-request callback refuses a second request in one transfer, so the
+ * transfer fails instead and the caller decides: read-only calls are retried
+ * (counted), money-moving calls are not, and their error says the outcome is
+ * unknown.
  */
 #include "daraja.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/ssl.h>
 
 #define USER_AGENT "frappe_mpesa (libcurl)"
+#define MAX_IDLE_SECONDS 30L  /* older idle connections are not reused: they may be closing */
+
+double
+dr_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void
+tr_sleep(double seconds)
+{
+    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    Py_BEGIN_ALLOW_THREADS
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+    Py_END_ALLOW_THREADS
+}
 
 /* ---- response body ----------------------------------------------------- */
 
@@ -59,35 +81,19 @@ tr_response_free(TrResponse *resp)
     memset(resp, 0, sizeof(*resp));
 }
 
-/* ---- request body for money-moving calls ------------------------------- */
+/* ---- one request per transfer ------------------------------------------ */
 
-typedef struct {
-    const char *data;
-    size_t len;
-    size_t pos;
-} Upload;
-
-static size_t
-read_body(char *buffer, size_t size, size_t nitems, void *userdata)
-{
-    Upload *up = userdata;
-    size_t n = size * nitems;
-    if (n > up->len - up->pos) {
-        n = up->len - up->pos;
-    }
-    memcpy(buffer, up->data + up->pos, n);
-    up->pos += n;
-    return n;
-}
-
-/* Refuse every rewind, so libcurl can never send this body a second time. */
+/* Let the first request of a transfer go out and abort any second one: libcurl
+ * asks again only when it is about to resend on a new connection. */
 static int
-refuse_rewind(void *userdata, curl_off_t offset, int origin)
+one_request_only(void *clientp, char *primary_ip, char *local_ip, int primary_port, int local_port)
 {
-    (void)userdata;
-    (void)offset;
-    (void)origin;
-    return CURL_SEEKFUNC_FAIL;
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    int *requests = clientp;
+    return (*requests)++ == 0 ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
 }
 
 /* ---- TLS and sharing ---------------------------------------------------- */
@@ -176,10 +182,10 @@ new_handle(Transport *t, CURLSH *share)
     SETOPT(h, CURLOPT_TIMEOUT_MS, t->timeout_ms);
     SETOPT(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)DR_MAX_RESPONSE);
     SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(h, CURLOPT_MAXAGE_CONN, MAX_IDLE_SECONDS);
     SETOPT(h, CURLOPT_USERAGENT, USER_AGENT);
     SETOPT(h, CURLOPT_WRITEFUNCTION, write_body);
-    SETOPT(h, CURLOPT_READFUNCTION, read_body);
-    SETOPT(h, CURLOPT_SEEKFUNCTION, refuse_rewind);
+    SETOPT(h, CURLOPT_PREREQFUNCTION, one_request_only);
     SETOPT(h, CURLOPT_SHARE, share);
     /* Our CA store replaces libcurl's file loading, so no CA file is read per connection. */
     SETOPT(h, CURLOPT_CAINFO, NULL);
@@ -352,33 +358,29 @@ build_headers(const TrRequest *req)
     return headers;
 }
 
-/* Set the per-request options: URL, headers, method and body. */
+/* Set the per-request options: URL, headers, method, body and the time left. */
 static CURLcode
-prepare_request(CURL *h, const TrRequest *req, struct curl_slist *headers, Upload *up, TrResponse *resp,
-                char *errbuf)
+prepare_request(CURL *h, Transport *t, const TrRequest *req, struct curl_slist *headers, int *requests,
+                TrResponse *resp, char *errbuf, long left_ms)
 {
     CURLcode rc;
-#define TRY(opt, value)                                   \
+#define TRY(opt, value)                                           \
     if ((rc = curl_easy_setopt(h, (opt), (value))) != CURLE_OK) { \
-        return rc;                                        \
+        return rc;                                                \
     }
     TRY(CURLOPT_URL, req->url);
     TRY(CURLOPT_HTTPHEADER, headers);
     TRY(CURLOPT_WRITEDATA, resp);
     TRY(CURLOPT_ERRORBUFFER, errbuf);
+    TRY(CURLOPT_PREREQDATA, requests);
+    TRY(CURLOPT_TIMEOUT_MS, left_ms);
+    TRY(CURLOPT_CONNECTTIMEOUT_MS, left_ms < t->connect_timeout_ms ? left_ms : t->connect_timeout_ms);
     if (req->body == NULL) {
         TRY(CURLOPT_HTTPGET, 1L);
     }
-    else if (req->idempotent) {
-        TRY(CURLOPT_POST, 1L);
+    else {
         TRY(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
         TRY(CURLOPT_POSTFIELDS, req->body);
-    }
-    else {
-        TRY(CURLOPT_POST, 1L);
-        TRY(CURLOPT_POSTFIELDS, NULL);
-        TRY(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-        TRY(CURLOPT_READDATA, up);
     }
 #undef TRY
     return CURLE_OK;
@@ -406,23 +408,51 @@ is_tls_error(CURLcode rc)
     }
 }
 
+/* Failures of the connection itself, which a new attempt may not meet again. */
+static int
+is_connection_failure(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_ABORTED_BY_CALLBACK:  /* one_request_only stopped a resend */
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int
+tr_retryable(const TrRequest *req, const TrResponse *resp)
+{
+    return is_connection_failure(resp->code) && !resp->overflow && (req->idempotent || !resp->sent);
+}
+
 /* Map a failed transfer to our exceptions; always returns -1. */
 static int
-raise_transfer_error(DarajaState *st, Transport *t, const TrRequest *req, CURLcode rc, const char *errbuf,
-                     int sent, int overflow)
+raise_transfer_error(DarajaState *st, const TrRequest *req, const TrResponse *resp, const char *errbuf,
+                     long left_ms)
 {
+    CURLcode rc = resp->code;
+    int sent = resp->sent;
     const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
     const char *unknown = sent && !req->idempotent
                               ? "; the request may have reached Daraja, so its outcome is unknown and it "
                                 "was not resent: check it with a status query or wait for its callback"
                               : "";
-    if (overflow || rc == CURLE_FILESIZE_EXCEEDED) {
+    if (resp->overflow || rc == CURLE_FILESIZE_EXCEEDED) {
         return md_transport_error(st, st->TransportError, sent, "%s: response larger than %d bytes refused%s",
                                   req->url, DR_MAX_RESPONSE, unknown);
     }
     if (rc == CURLE_OPERATION_TIMEDOUT) {
-        return md_transport_error(st, st->TimeoutError, sent, "%s: timed out after %ld ms (%s)%s", req->url,
-                                  sent ? t->timeout_ms : t->connect_timeout_ms, detail, unknown);
+        return md_transport_error(st, st->TimeoutError, sent, "%s: no answer within %ld ms (%s)%s", req->url,
+                                  left_ms, detail, unknown);
     }
     if (is_tls_error(rc)) {
         return md_transport_error(st, st->TLSError, sent, "%s: TLS failed: %s%s", req->url, detail, unknown);
@@ -434,20 +464,26 @@ int
 tr_perform(DarajaState *st, Transport *t, const TrRequest *req, TrResponse *resp)
 {
     char errbuf[CURL_ERROR_SIZE] = {0};
-    Upload up = {req->body, req->body_len, 0};
+    int requests = 0;
     long sent_bytes = 0;
+    long left_ms = (long)((req->deadline - dr_monotonic()) * 1000.0);
     CURLcode rc;
     CURL *h;
     struct curl_slist *headers;
 
     memset(resp, 0, sizeof(*resp));
+    if (left_ms < 1) {
+        resp->code = CURLE_OPERATION_TIMEDOUT;
+        return md_transport_error(st, st->TimeoutError, 0, "%s: the call's time ran out before it was sent",
+                                  req->url);
+    }
     if ((headers = build_headers(req)) == NULL) {
         PyErr_NoMemory();
         return -1;
     }
     Py_BEGIN_ALLOW_THREADS
     h = acquire_handle(t);
-    rc = h == NULL ? CURLE_FAILED_INIT : prepare_request(h, req, headers, &up, resp, errbuf);
+    rc = h == NULL ? CURLE_FAILED_INIT : prepare_request(h, t, req, headers, &requests, resp, errbuf, left_ms);
     if (rc == CURLE_OK) {
         rc = curl_easy_perform(h);
     }
@@ -457,18 +493,23 @@ tr_perform(DarajaState *st, Transport *t, const TrRequest *req, TrResponse *resp
         /* Drop the pointers into this call's stack and the header list. */
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
         curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+        curl_easy_setopt(h, CURLOPT_PREREQDATA, NULL);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
         release_handle(t, h, rc == CURLE_OK);
     }
     Py_END_ALLOW_THREADS
     free_headers(headers);
-    if (rc != CURLE_OK) {
-        int overflow = resp->overflow;
-        tr_response_free(resp);
-        if (h == NULL) {
-            PyErr_SetString(PyExc_MemoryError, "no libcurl handle could be made");
-            return -1;
-        }
-        return raise_transfer_error(st, t, req, rc, errbuf, sent_bytes > 0, overflow);
+    if (rc == CURLE_OK) {
+        return 0;
     }
-    return 0;
+    resp->code = rc;
+    resp->sent = sent_bytes > 0;
+    free(resp->body);
+    resp->body = NULL;
+    resp->len = resp->cap = 0;
+    if (h == NULL) {
+        PyErr_SetString(PyExc_MemoryError, "no libcurl handle could be made");
+        return -1;
+    }
+    return raise_transfer_error(st, req, resp, errbuf, left_ms);
 }

@@ -86,6 +86,21 @@ digits_of(DarajaState *st, const char *field, PyObject *v, char *out, size_t siz
 }
 
 int
+va_digits(DarajaState *st, const char *field, PyObject *v, size_t min, size_t max, char *out, size_t size)
+{
+    char buf[32];
+    size_t n = 0;
+    if (digits_of(st, field, v, buf, sizeof(buf), &n) < 0) {
+        return -1;
+    }
+    if (n < min || n > max || n >= size) {
+        return md_validation_error(st, field, "must be %zu to %zu digits", min, max);
+    }
+    memcpy(out, buf, n + 1);
+    return 0;
+}
+
+int
 va_shortcode(DarajaState *st, const char *field, PyObject *v, char out[8])
 {
     char buf[32];

@@ -18,13 +18,19 @@ from frappe_mpesa._daraja import (
 	TLSError,
 	TransportError,
 	ValidationError,
+	ack,
+	c2b_accept,
+	c2b_reject,
 	certificate_info,
 	libcurl_version,
+	new_callback_secret,
 	normalize_phone,
 	openssl_version,
+	parse_callback,
 	security_credential,
 	stk_password,
 	timestamp,
+	verify_callback,
 )
 
 __all__ = [
@@ -37,13 +43,19 @@ __all__ = [
 	"TokenStore",
 	"TransportError",
 	"ValidationError",
+	"ack",
+	"c2b_accept",
+	"c2b_reject",
 	"certificate_info",
 	"libcurl_version",
+	"new_callback_secret",
 	"normalize_phone",
 	"openssl_version",
+	"parse_callback",
 	"security_credential",
 	"stk_password",
 	"timestamp",
+	"verify_callback",
 ]
 
 

@@ -9,6 +9,7 @@ from frappe_mpesa.sandbox import (
 	DEFAULT_CONSUMER_SECRET,
 	DEFAULT_PASSKEY,
 	DEFAULT_SHORTCODE,
+	MPESA_TEST_CERT_PEM,
 	CallbackReceiver,
 	Sandbox,
 )
@@ -60,3 +61,45 @@ def stk_args(receiver):
 		"account_reference": "INV-0001",
 		"description": "Order 1",
 	}
+
+
+INITIATOR_NAME = "testapi"
+INITIATOR_PASSWORD = "Safaricom999!*!"
+
+
+@pytest.fixture(scope="session")
+def credential():
+	"""The Security Credential for the sandbox's initiator, made with its test certificate."""
+	with open(MPESA_TEST_CERT_PEM, "rb") as f:
+		return daraja.security_credential(f.read(), INITIATOR_PASSWORD)
+
+
+@pytest.fixture
+def initiator(receiver, credential):
+	"""The arguments every initiator API takes."""
+	return {
+		"initiator_name": INITIATOR_NAME,
+		"security_credential": credential,
+		"result_url": receiver.url + "/hooks/result",
+		"queue_timeout_url": receiver.url + "/hooks/timeout",
+	}
+
+
+def callback_with(receiver, key, value, timeout=5.0):
+	"""The first callback whose JSON holds key == value at any depth."""
+	import time
+
+	def holds(node):
+		if isinstance(node, dict):
+			return node.get(key) == value or any(holds(v) for v in node.values())
+		if isinstance(node, list):
+			return any(holds(v) for v in node)
+		return False
+
+	deadline = time.monotonic() + timeout
+	while time.monotonic() < deadline:
+		for request in receiver.received:
+			if holds(request.json):
+				return request
+		time.sleep(0.02)
+	raise AssertionError(f"no callback with {key}={value!r}")

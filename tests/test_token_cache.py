@@ -137,11 +137,13 @@ def test_bad_credentials_are_an_auth_error(make_client):
 
 
 def test_failed_fetch_lets_the_next_caller_try_again(client, sandbox):
-	sandbox.fault(OAUTH, "status", status=503, times=1)
-	with pytest.raises(daraja.APIError):
+	sandbox.fault(OAUTH, "status", status=503, times=3)
+	with pytest.raises(daraja.APIError) as caught:
 		client.access_token()
+	assert caught.value.http_status == 503
+	assert sandbox.count(OAUTH) == 3  # read-only: tried three times in all
 	assert client.access_token()
-	assert sandbox.count(OAUTH) == 2
+	assert sandbox.count(OAUTH) == 4
 
 
 def test_store_is_consulted_before_the_network(make_client, sandbox):

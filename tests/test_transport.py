@@ -186,3 +186,82 @@ def test_fork_while_other_threads_hold_locks(client, sandbox):
 		t.join()
 	_, status = os.waitpid(pid, 0)
 	assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+# -- retries: read-only calls up to three times, money-moving calls never once sent --
+
+
+def test_read_only_call_is_retried_after_5xx_up_to_three_times(client, sandbox):
+	client.access_token()
+	sandbox.fault(STK_QUERY, "status", status=503)
+	with pytest.raises(daraja.APIError) as caught:
+		query(client)
+	assert caught.value.http_status == 503
+	assert sandbox.count(STK_QUERY) == 3
+
+
+def test_read_only_call_recovers_after_one_5xx(client, sandbox):
+	client.access_token()
+	sandbox.fault(STK_QUERY, "status", status=502, times=1)
+	with pytest.raises(daraja.APIError) as caught:
+		query(client)
+	assert caught.value.error_code == "400.002.02"  # the real answer, on the second try
+	assert sandbox.count(STK_QUERY) == 2
+
+
+def test_read_only_call_is_retried_after_a_reset(client, sandbox):
+	client.access_token()
+	sandbox.fault(STK_QUERY, "reset", times=2)
+	with pytest.raises(daraja.APIError) as caught:
+		query(client)
+	assert caught.value.error_code == "400.002.02"
+	assert sandbox.count(STK_QUERY) == 3
+
+
+def test_pending_answer_is_final_not_retried(client, sandbox, stk_args):
+	sandbox.callback_delay = 5.0
+	checkout = client.stk_push(**stk_args)["CheckoutRequestID"]
+	with pytest.raises(daraja.APIError, match="being processed"):
+		query(client, checkout)
+	assert sandbox.count(STK_QUERY) == 1
+
+
+def test_money_moving_call_is_not_retried_after_5xx(client, sandbox, stk_args):
+	client.access_token()
+	sandbox.fault(STK_PUSH, "status", status=503)
+	with pytest.raises(daraja.APIError):
+		client.stk_push(**stk_args)
+	assert sandbox.count(STK_PUSH) == 1
+
+
+def test_money_moving_call_is_not_retried_after_resets(client, sandbox, stk_args):
+	client.access_token()
+	sandbox.fault(STK_PUSH, "reset")
+	for _ in range(3):
+		with pytest.raises(daraja.TransportError) as caught:
+			client.stk_push(**stk_args)
+		assert caught.value.sent is True
+	assert sandbox.count(STK_PUSH) == 3  # one per call
+
+
+def test_retries_stay_within_the_timeout(make_client, sandbox):
+	client = make_client(timeout=1.0, connect_timeout=0.5)
+	client.access_token()
+	sandbox.fault(STK_QUERY, "delay", seconds=3)
+	started = time.monotonic()
+	with pytest.raises(daraja.TimeoutError) as caught:
+		query(client)
+	assert time.monotonic() - started < 2.0
+	assert caught.value.sent is True
+	assert sandbox.count(STK_QUERY) == 1  # no time was left for a second try
+
+
+def test_money_moving_call_is_retried_when_nothing_was_sent(make_client, stk_args):
+	"""Connection refused three times: safe to retry, and still a clear error."""
+	client = make_client(base_url="https://127.0.0.1:9", timeout=3.0)
+	started = time.monotonic()
+	with pytest.raises(daraja.TransportError) as caught:
+		client.stk_push(**stk_args)
+	assert caught.value.sent is False
+	assert "outcome is unknown" not in str(caught.value)
+	assert time.monotonic() - started < 3.0

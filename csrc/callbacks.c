@@ -1,0 +1,1366 @@
+/*
+ * callbacks.c - what Daraja POSTs to our callback URLs, and what we answer.
+ *
+ * parse_callback() reads a body with the strict reader in jsonread.c, checks the
+ * fields each kind must carry, flattens Daraja's Name/Key-Value item lists into plain
+ * fields and gives every known field one type whatever shape it arrived in:
+ *
+ *   text     ids, receipts, shortcodes, MSISDN: str (a JSON integer becomes its digits)
+ *   code     ResultCode: int or str exactly as given (0, "0", 2001, "R000002")
+ *   amount   decimal.Decimal built from the exact text; "" or no value gives None
+ *   date     an aware datetime in Nairobi time (UTC+3); "" or no value gives None
+ *   balances the AccountBalance string as one dict per account
+ *   charges  DebitPartyCharges: an amount, or "Label|KES|22.40&..." as one dict per charge
+ *
+ * Unknown fields pass through as the reader produced them. Error messages name the
+ * JSON path of the field and the rule, never the value: bodies carry personal data.
+ *
+ * verify_callback() guards the public callback endpoints: Daraja signs nothing, so
+ * the only proof of origin is a secret in the URL we registered plus, optionally,
+ * the peer address our own proxy saw.
+ */
+#include "daraja.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+
+#define PATH_MAX_LEN 256        /* longest JSON path named in an error */
+#define SECRET_BYTES 32         /* 256 bits */
+#define NAIROBI_OFFSET_MIN 180  /* UTC+3, no daylight saving */
+
+/* ---- field types ------------------------------------------------------- */
+
+typedef enum { FT_ANY, FT_TEXT, FT_CODE, FT_AMOUNT, FT_DATE, FT_BALANCES, FT_CHARGES } FieldType;
+
+typedef struct {
+    const char *name;
+    FieldType type;
+} FieldRule;
+
+/* Field names as Daraja spells them; any name ending in "AvailableFunds" is an amount too. */
+static const FieldRule FIELD_RULES[] = {
+    {"ResultCode", FT_CODE},
+    {"ResultDesc", FT_TEXT},
+    {"MerchantRequestID", FT_TEXT},
+    {"CheckoutRequestID", FT_TEXT},
+    {"OriginatorConversationID", FT_TEXT},
+    {"ConversationID", FT_TEXT},
+    {"TransactionID", FT_TEXT},
+    {"TransID", FT_TEXT},
+    {"ThirdPartyTransID", FT_TEXT},
+    {"OriginalTransactionID", FT_TEXT},
+    {"BusinessShortCode", FT_TEXT},
+    {"BillRefNumber", FT_TEXT},
+    {"InvoiceNumber", FT_TEXT},
+    {"MSISDN", FT_TEXT},
+    {"PhoneNumber", FT_TEXT},
+    {"MpesaReceiptNumber", FT_TEXT},
+    {"TransactionReceipt", FT_TEXT},
+    {"ReceiptNo", FT_TEXT},
+    {"ResponseRefID", FT_TEXT},
+    {"transactionId", FT_TEXT},
+    {"msisdn", FT_TEXT},
+    {"billreference", FT_TEXT},
+    {"Amount", FT_AMOUNT},
+    {"TransAmount", FT_AMOUNT},
+    {"TransactionAmount", FT_AMOUNT},
+    {"OrgAccountBalance", FT_AMOUNT},
+    {"Balance", FT_AMOUNT},
+    {"DebitPartyCharges", FT_CHARGES},
+    {"Charge", FT_AMOUNT},
+    {"amount", FT_AMOUNT},
+    {"TransTime", FT_DATE},
+    {"TransactionDate", FT_DATE},
+    {"TransactionCompletedDateTime", FT_DATE},
+    {"TransCompletedTime", FT_DATE},
+    {"InitiatedTime", FT_DATE},
+    {"FinalisedTime", FT_DATE},
+    {"BOCompletedTime", FT_DATE},
+    {"trxDate", FT_DATE},
+    {"AccountBalance", FT_BALANCES},
+    {NULL, FT_ANY},
+};
+
+/* The type of the field called name[0..n). */
+static FieldType
+field_type(const char *name, size_t n)
+{
+    static const char suffix[] = "AvailableFunds";
+    const size_t suffix_len = sizeof(suffix) - 1;
+    for (const FieldRule *rule = FIELD_RULES; rule->name != NULL; rule++) {
+        if (strlen(rule->name) == n && memcmp(rule->name, name, n) == 0) {
+            return rule->type;
+        }
+    }
+    if (n > suffix_len && memcmp(name + n - suffix_len, suffix, suffix_len) == 0) {
+        return FT_AMOUNT;
+    }
+    return FT_ANY;
+}
+
+/* Write "prefix.key" (or "key" when prefix is empty) into buf; bytes outside printable
+ * ASCII become '?', so an error's field is always valid text. */
+static void
+make_path(char buf[PATH_MAX_LEN], const char *prefix, const char *key, size_t key_len)
+{
+    size_t n = (size_t)PyOS_snprintf(buf, PATH_MAX_LEN, "%s%s", prefix, *prefix ? "." : "");
+    if (n >= PATH_MAX_LEN) {
+        n = PATH_MAX_LEN - 1;
+    }
+    for (size_t i = 0; i < key_len && n + 1 < PATH_MAX_LEN; i++) {
+        unsigned char c = (unsigned char)key[i];
+        buf[n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    buf[n] = '\0';
+}
+
+/* Is v an int and not a bool? */
+static int
+is_int(PyObject *v)
+{
+    return PyLong_Check(v) && !PyBool_Check(v);
+}
+
+/* ---- text and codes ---------------------------------------------------- */
+
+/* A str as given, or the digits of an int (new reference); None stays None. */
+static PyObject *
+text_value(DarajaState *st, PyObject *v, const char *path)
+{
+    if (v == Py_None || PyUnicode_Check(v)) {
+        return Py_NewRef(v);
+    }
+    if (is_int(v)) {
+        return PyObject_Str(v);
+    }
+    md_validation_error(st, path, "must be a string, not %s", Py_TYPE(v)->tp_name);
+    return NULL;
+}
+
+/* A ResultCode exactly as given: an int or a str (new reference). */
+static PyObject *
+code_value(DarajaState *st, PyObject *v, const char *path)
+{
+    if (is_int(v) || PyUnicode_Check(v)) {
+        return Py_NewRef(v);
+    }
+    md_validation_error(st, path, "must be a number or a string, not %s", Py_TYPE(v)->tp_name);
+    return NULL;
+}
+
+/* 1 when a ResultCode means success: the number 0 or the string "0". */
+static int
+code_is_success(PyObject *code)
+{
+    if (is_int(code)) {
+        int overflow;
+        long v = PyLong_AsLongAndOverflow(code, &overflow);
+        return !overflow && v == 0;
+    }
+    if (PyUnicode_Check(code)) {
+        return PyUnicode_CompareWithASCIIString(code, "0") == 0;
+    }
+    return 0;
+}
+
+/* ---- amounts ----------------------------------------------------------- */
+
+/* Is s[0..n) a plain decimal: optional '-', digits, optionally '.' and digits? */
+static int
+is_decimal_text(const char *s, size_t n)
+{
+    size_t i = 0, digits = 0;
+    if (i < n && s[i] == '-') {
+        i++;
+    }
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+        digits++;
+    }
+    if (digits == 0) {
+        return 0;
+    }
+    if (i < n && s[i] == '.') {
+        size_t fraction = 0;
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            fraction++;
+        }
+        if (fraction == 0) {
+            return 0;
+        }
+    }
+    return i == n;
+}
+
+/* Decimal of the decimal text s[0..n), or None when empty (new reference). */
+static PyObject *
+decimal_from_text(DarajaState *st, const char *s, size_t n, const char *path)
+{
+    if (n == 0) {
+        Py_RETURN_NONE;
+    }
+    if (!is_decimal_text(s, n)) {
+        md_validation_error(st, path, "must be a decimal amount such as 5.00");
+        return NULL;
+    }
+    PyObject *text = PyUnicode_FromStringAndSize(s, (Py_ssize_t)n);
+    if (text == NULL) {
+        return NULL;
+    }
+    PyObject *result = PyObject_CallOneArg(st->Decimal, text);
+    Py_DECREF(text);
+    return result;
+}
+
+/* An amount as an exact Decimal from a JSON number or a numeric string; "" and None give None. */
+static PyObject *
+amount_value(DarajaState *st, PyObject *v, const char *path)
+{
+    if (v == Py_None) {
+        Py_RETURN_NONE;
+    }
+    if (PyObject_TypeCheck(v, (PyTypeObject *)st->Decimal)) {
+        return Py_NewRef(v);    /* the reader built it from the literal: already exact */
+    }
+    if (is_int(v)) {
+        return PyObject_CallOneArg(st->Decimal, v);
+    }
+    if (PyUnicode_Check(v)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+        if (s == NULL) {
+            return NULL;
+        }
+        return decimal_from_text(st, s, (size_t)n, path);
+    }
+    md_validation_error(st, path, "must be a decimal amount, not %s", Py_TYPE(v)->tp_name);
+    return NULL;
+}
+
+/* ---- dates ------------------------------------------------------------- */
+
+typedef struct {
+    int year, month, day, hour, minute, second, micro;
+    int has_offset;
+    int offset_min;     /* east of UTC */
+} Stamp;
+
+/* The value of the n decimal digits at s, or -1 if any is not a digit. */
+static int
+digits_value(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return -1;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm). */
+static long long
+days_from_civil(int y, int m, int d)
+{
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    long long yoe = y - era * 400;
+    long long doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* The proleptic Gregorian date of a day count since 1970-01-01. */
+static void
+civil_from_days(long long z, int *y, int *m, int *d)
+{
+    z += 719468;
+    long long era = (z >= 0 ? z : z - 146096) / 146097;
+    long long doe = z - era * 146097;
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    long long mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+static int
+days_in_month(int y, int m)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
+/* Parse the optional ".fraction" and "Z" / "+HH:MM" / "+HHMM" after an ISO time. */
+static int
+parse_iso_tail(const char *s, size_t n, Stamp *t)
+{
+    size_t i = 0;
+    if (i < n && s[i] == '.') {
+        int digits = 0, micro = 0;
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++, digits++) {
+            if (digits < 6) {
+                micro = micro * 10 + (s[i] - '0');
+            }
+        }
+        if (digits == 0 || digits > 9) {
+            return -1;
+        }
+        for (; digits < 6; digits++) {
+            micro *= 10;
+        }
+        t->micro = micro;
+    }
+    if (i == n) {
+        return 0;
+    }
+    if (s[i] == 'Z' && i + 1 == n) {
+        t->has_offset = 1;
+        return 0;
+    }
+    if (s[i] != '+' && s[i] != '-') {
+        return -1;
+    }
+    int sign = s[i] == '-' ? -1 : 1, hh, mm;
+    const char *o = s + i + 1;
+    size_t rest = n - i - 1;
+    if (rest == 5 && o[2] == ':') {
+        hh = digits_value(o, 2);
+        mm = digits_value(o + 3, 2);
+    }
+    else if (rest == 4) {
+        hh = digits_value(o, 2);
+        mm = digits_value(o + 2, 2);
+    }
+    else {
+        return -1;
+    }
+    if (hh < 0 || hh > 23 || mm < 0 || mm > 59) {
+        return -1;
+    }
+    t->has_offset = 1;
+    t->offset_min = sign * (hh * 60 + mm);
+    return 0;
+}
+
+/* Read one of Daraja's date forms into *t; -1 (no exception) if s is none of them:
+ *   YYYYMMDDHHmmss                      TransTime, TransactionDate, ...CompletedTime
+ *   DD.MM.YYYY HH:MM:SS                 TransactionCompletedDateTime
+ *   YYYY-MM-DD[T ]HH:MM:SS[.f][offset]  pull trxDate */
+static int
+parse_stamp(const char *s, size_t n, Stamp *t)
+{
+    memset(t, 0, sizeof(*t));
+    if (n == 14) {
+        t->year = digits_value(s, 4);
+        t->month = digits_value(s + 4, 2);
+        t->day = digits_value(s + 6, 2);
+        t->hour = digits_value(s + 8, 2);
+        t->minute = digits_value(s + 10, 2);
+        t->second = digits_value(s + 12, 2);
+    }
+    else if (n == 19 && s[2] == '.' && s[5] == '.' && s[10] == ' ' && s[13] == ':' && s[16] == ':') {
+        t->day = digits_value(s, 2);
+        t->month = digits_value(s + 3, 2);
+        t->year = digits_value(s + 6, 4);
+        t->hour = digits_value(s + 11, 2);
+        t->minute = digits_value(s + 14, 2);
+        t->second = digits_value(s + 17, 2);
+    }
+    else if (n >= 19 && s[4] == '-' && s[7] == '-' && (s[10] == ' ' || s[10] == 'T') && s[13] == ':' &&
+             s[16] == ':') {
+        t->year = digits_value(s, 4);
+        t->month = digits_value(s + 5, 2);
+        t->day = digits_value(s + 8, 2);
+        t->hour = digits_value(s + 11, 2);
+        t->minute = digits_value(s + 14, 2);
+        t->second = digits_value(s + 17, 2);
+        if (parse_iso_tail(s + 19, n - 19, t) < 0) {
+            return -1;
+        }
+    }
+    else {
+        return -1;
+    }
+    if (t->year < 1 || t->month < 1 || t->month > 12 || t->day < 1 ||
+        t->day > days_in_month(t->year, t->month) || t->hour < 0 || t->hour > 23 || t->minute < 0 ||
+        t->minute > 59 || t->second < 0 || t->second > 59) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Move a stamp with an explicit UTC offset to Nairobi's wall clock; -1 if out of range. */
+static int
+to_nairobi(Stamp *t)
+{
+    if (!t->has_offset || t->offset_min == NAIROBI_OFFSET_MIN) {
+        return 0;
+    }
+    long long minutes = days_from_civil(t->year, t->month, t->day) * 1440 + t->hour * 60 + t->minute -
+                        t->offset_min + NAIROBI_OFFSET_MIN;
+    long long days = minutes >= 0 ? minutes / 1440 : -((-minutes + 1439) / 1440);
+    long long rest = minutes - days * 1440;
+    civil_from_days(days, &t->year, &t->month, &t->day);
+    t->hour = (int)(rest / 60);
+    t->minute = (int)(rest % 60);
+    return t->year >= 1 && t->year <= 9999 ? 0 : -1;
+}
+
+/* Nairobi datetime of the date text s[0..n), or None when empty (new reference). */
+static PyObject *
+date_from_text(DarajaState *st, const char *s, size_t n, const char *path)
+{
+    Stamp t;
+    if (n == 0) {
+        Py_RETURN_NONE;
+    }
+    if (parse_stamp(s, n, &t) < 0 || to_nairobi(&t) < 0) {
+        md_validation_error(st, path,
+                            "must be a valid date as YYYYMMDDHHmmss, DD.MM.YYYY HH:MM:SS or "
+                            "YYYY-MM-DD HH:MM:SS");
+        return NULL;
+    }
+    return PyObject_CallFunction(st->datetime, "iiiiiiiO", t.year, t.month, t.day, t.hour, t.minute,
+                                 t.second, t.micro, st->nairobi_tz);
+}
+
+/* A date from a str or a 14-digit int, as an aware Nairobi datetime; "" and None give None. */
+static PyObject *
+date_value(DarajaState *st, PyObject *v, const char *path)
+{
+    PyObject *text = NULL, *result = NULL;
+    if (v == Py_None) {
+        Py_RETURN_NONE;
+    }
+    if (is_int(v)) {
+        if ((text = PyObject_Str(v)) == NULL) {
+            return NULL;
+        }
+        v = text;
+    }
+    if (!PyUnicode_Check(v)) {
+        md_validation_error(st, path, "must be a date string or number, not %s", Py_TYPE(v)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+    if (s != NULL) {
+        result = date_from_text(st, s, (size_t)n, path);
+    }
+    Py_XDECREF(text);
+    return result;
+}
+
+/* ---- account balances and charges ------------------------------------ */
+
+/* The columns of one '|'-separated record: the first `text` are str, the rest amounts. */
+typedef struct {
+    const char *const *keys;
+    int columns;
+    int text;
+} RecordFormat;
+
+static const char *const BALANCE_KEYS[] = {"account", "currency", "current", "available", "reserved",
+                                           "uncleared"};
+static const RecordFormat BALANCE_FORMAT = {BALANCE_KEYS, 6, 2};
+static const char *const CHARGE_KEYS[] = {"label", "currency", "amount"};
+static const RecordFormat CHARGE_FORMAT = {CHARGE_KEYS, 3, 2};
+
+/* One '|'-separated record s[0..n) as a dict. Missing columns give None; columns past
+ * the format's are ignored. */
+static PyObject *
+pipe_record(DarajaState *st, const char *s, size_t n, const RecordFormat *format, const char *path)
+{
+    PyObject *record = PyDict_New(), *value = NULL;
+    size_t start = 0;
+    if (record == NULL) {
+        return NULL;
+    }
+    for (int col = 0; col < format->columns; col++) {
+        if (start > n) {
+            value = Py_NewRef(Py_None);
+        }
+        else {
+            const char *bar = memchr(s + start, '|', n - start);
+            size_t end = bar != NULL ? (size_t)(bar - s) : n;
+            if (col < format->text) {
+                value = PyUnicode_DecodeUTF8(s + start, (Py_ssize_t)(end - start), "strict");
+            }
+            else {
+                value = decimal_from_text(st, s + start, end - start, path);
+            }
+            start = end + 1;
+        }
+        if (value == NULL || PyDict_SetItemString(record, format->keys[col], value) < 0) {
+            Py_XDECREF(value);
+            Py_DECREF(record);
+            return NULL;
+        }
+        Py_CLEAR(value);
+    }
+    return record;
+}
+
+/* '&'-separated records s[0..n) as a list of dicts; empty records are skipped. */
+static PyObject *
+pipe_records(DarajaState *st, const char *s, size_t n, const RecordFormat *format, const char *path)
+{
+    PyObject *list = PyList_New(0);
+    size_t start = 0;
+    if (list == NULL) {
+        return NULL;
+    }
+    while (start < n) {
+        const char *amp = memchr(s + start, '&', n - start);
+        size_t end = amp != NULL ? (size_t)(amp - s) : n;
+        if (end > start) {
+            PyObject *record = pipe_record(st, s + start, end - start, format, path);
+            if (record == NULL || PyList_Append(list, record) < 0) {
+                Py_XDECREF(record);
+                Py_DECREF(list);
+                return NULL;
+            }
+            Py_DECREF(record);
+        }
+        start = end + 1;
+    }
+    return list;
+}
+
+/* The UTF-8 of a str field, or NULL after raising for another type. */
+static const char *
+field_text(DarajaState *st, PyObject *v, const char *path, Py_ssize_t *n)
+{
+    if (!PyUnicode_Check(v)) {
+        md_validation_error(st, path, "must be a string, not %s", Py_TYPE(v)->tp_name);
+        return NULL;
+    }
+    return PyUnicode_AsUTF8AndSize(v, n);
+}
+
+/* The AccountBalance string as a list of {account, currency, current, available,
+ * reserved, uncleared}, one per '&'-separated account. */
+static PyObject *
+balances_value(DarajaState *st, PyObject *v, const char *path)
+{
+    Py_ssize_t n;
+    if (v == Py_None) {
+        Py_RETURN_NONE;
+    }
+    const char *s = field_text(st, v, path, &n);
+    return s == NULL ? NULL : pipe_records(st, s, (size_t)n, &BALANCE_FORMAT, path);
+}
+
+/* DebitPartyCharges: a plain amount gives a Decimal, "" or None give None, and the
+ * "Fee For B2C Payment|KES|22.40&..." form gives a list of {label, currency, amount}. */
+static PyObject *
+charges_value(DarajaState *st, PyObject *v, const char *path)
+{
+    Py_ssize_t n;
+    if (!PyUnicode_Check(v)) {
+        return amount_value(st, v, path);
+    }
+    const char *s = field_text(st, v, path, &n);
+    if (s == NULL) {
+        return NULL;
+    }
+    if (memchr(s, '|', (size_t)n) == NULL) {
+        return decimal_from_text(st, s, (size_t)n, path);
+    }
+    return pipe_records(st, s, (size_t)n, &CHARGE_FORMAT, path);
+}
+
+/* ---- records ----------------------------------------------------------- */
+
+/* The typed value of the field `key` (new reference); ValidationError names prefix.key. */
+static PyObject *
+typed_value(DarajaState *st, PyObject *key, PyObject *v, const char *prefix)
+{
+    char path[PATH_MAX_LEN];
+    Py_ssize_t n;
+    const char *name = PyUnicode_AsUTF8AndSize(key, &n);
+    if (name == NULL) {
+        return NULL;
+    }
+    FieldType type = field_type(name, (size_t)n);
+    if (type == FT_ANY) {
+        return Py_NewRef(v);
+    }
+    make_path(path, prefix, name, (size_t)n);
+    switch (type) {
+    case FT_TEXT:
+        return text_value(st, v, path);
+    case FT_CODE:
+        return code_value(st, v, path);
+    case FT_AMOUNT:
+        return amount_value(st, v, path);
+    case FT_DATE:
+        return date_value(st, v, path);
+    case FT_BALANCES:
+        return balances_value(st, v, path);
+    case FT_CHARGES:
+        return charges_value(st, v, path);
+    default:
+        return Py_NewRef(v);
+    }
+}
+
+/* Is the str key one of the NULL-terminated names? */
+static int
+key_in(PyObject *key, const char *const *names)
+{
+    for (; names != NULL && *names != NULL; names++) {
+        if (PyUnicode_CompareWithASCIIString(key, *names) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Copy every member of `record` except `skip` into out, typed. */
+static int
+copy_fields(DarajaState *st, PyObject *out, PyObject *record, const char *prefix, const char *const *skip)
+{
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(record, &pos, &key, &value)) {
+        if (key_in(key, skip)) {
+            continue;
+        }
+        PyObject *typed = typed_value(st, key, value, prefix);
+        if (typed == NULL || PyDict_SetItem(out, key, typed) < 0) {
+            Py_XDECREF(typed);
+            return -1;
+        }
+        Py_DECREF(typed);
+    }
+    return 0;
+}
+
+/* Each of `names` must be in out and not None; ValidationError names prefix.name. */
+static int
+check_required(DarajaState *st, PyObject *out, const char *prefix, const char *const *names)
+{
+    char path[PATH_MAX_LEN];
+    for (; *names != NULL; names++) {
+        PyObject *v = PyDict_GetItemString(out, *names);
+        if (v == NULL || v == Py_None) {
+            make_path(path, prefix, *names, strlen(*names));
+            return md_validation_error(st, path, v == NULL ? "is missing" : "must not be empty");
+        }
+    }
+    return 0;
+}
+
+/* Set *out to parent[key] (borrowed), which must be a JSON object; path names it on error. */
+static int
+get_object(DarajaState *st, PyObject *parent, const char *key, const char *path, PyObject **out)
+{
+    PyObject *v = PyDict_GetItemString(parent, key);
+    if (v == NULL) {
+        return md_validation_error(st, path, "is missing");
+    }
+    if (!PyDict_Check(v)) {
+        return md_validation_error(st, path, "must be an object");
+    }
+    *out = v;
+    return 0;
+}
+
+/* Add one {name_key: str, "Value": any} item to out unless its name is already there.
+ * Structural faults name item_path; a mistyped value names container_path.Name. */
+static int
+flatten_item(DarajaState *st, PyObject *out, PyObject *item, const char *item_path,
+             const char *container_path, const char *name_key)
+{
+    char path[PATH_MAX_LEN];
+    if (!PyDict_Check(item)) {
+        return md_validation_error(st, item_path, "must be an object");
+    }
+    PyObject *name = PyDict_GetItemString(item, name_key);
+    if (name == NULL || !PyUnicode_Check(name)) {
+        make_path(path, item_path, name_key, strlen(name_key));
+        return md_validation_error(st, path, name == NULL ? "is missing" : "must be a string");
+    }
+    int present = PyDict_Contains(out, name);
+    if (present != 0) {
+        return present < 0 ? -1 : 0;  /* top-level fields and earlier items win */
+    }
+    PyObject *value = PyDict_GetItemString(item, "Value");
+    PyObject *typed = typed_value(st, name, value != NULL ? value : Py_None, container_path);
+    if (typed == NULL) {
+        return -1;
+    }
+    int rc = PyDict_SetItem(out, name, typed);
+    Py_DECREF(typed);
+    return rc;
+}
+
+/* Flatten container[list_key] - one item or a list of them - into out. A missing or
+ * null container or list adds nothing. Items are {name_key, Value}; Value may be absent. */
+static int
+flatten_items(DarajaState *st, PyObject *out, PyObject *container, const char *container_path,
+              const char *list_key, const char *name_key)
+{
+    char path[PATH_MAX_LEN], item_path[PATH_MAX_LEN + 24];
+    if (container == NULL || container == Py_None) {
+        return 0;
+    }
+    if (!PyDict_Check(container)) {
+        return md_validation_error(st, container_path, "must be an object");
+    }
+    PyObject *items = PyDict_GetItemString(container, list_key);
+    make_path(path, container_path, list_key, strlen(list_key));
+    if (items == NULL || items == Py_None) {
+        return 0;
+    }
+    if (PyDict_Check(items)) {
+        return flatten_item(st, out, items, path, container_path, name_key);
+    }
+    if (!PyList_Check(items)) {
+        return md_validation_error(st, path, "must be an object or a list of objects");
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyOS_snprintf(item_path, sizeof(item_path), "%s[%zd]", path, i);
+        if (flatten_item(st, out, PyList_GET_ITEM(items, i), item_path, container_path, name_key) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Set out["kind"] and out["success"]. */
+static int
+set_kind(PyObject *out, const char *kind, int success)
+{
+    PyObject *k = PyUnicode_FromString(kind);
+    int rc = k == NULL || PyDict_SetItemString(out, "kind", k) < 0 ||
+                     PyDict_SetItemString(out, "success", success ? Py_True : Py_False) < 0
+                 ? -1
+                 : 0;
+    Py_XDECREF(k);
+    return rc;
+}
+
+/* ---- kinds ------------------------------------------------------------- */
+
+/* {"Body": {"stkCallback": {..., "CallbackMetadata": {"Item": [...]}}}} */
+static int
+parse_stk(DarajaState *st, PyObject *root, PyObject *out)
+{
+    static const char *const skip[] = {"CallbackMetadata", NULL};
+    static const char *const required[] = {"MerchantRequestID", "CheckoutRequestID", "ResultCode",
+                                           "ResultDesc", NULL};
+    const char *prefix = "Body.stkCallback";
+    PyObject *body = NULL, *callback = NULL;
+    if (get_object(st, root, "Body", "Body", &body) < 0 ||
+        get_object(st, body, "stkCallback", prefix, &callback) < 0 ||
+        copy_fields(st, out, callback, prefix, skip) < 0 || check_required(st, out, prefix, required) < 0 ||
+        set_kind(out, "stk", code_is_success(PyDict_GetItemString(out, "ResultCode"))) < 0) {
+        return -1;
+    }
+    return flatten_items(st, out, PyDict_GetItemString(callback, "CallbackMetadata"),
+                         "Body.stkCallback.CallbackMetadata", "Item", "Name");
+}
+
+/* The flat C2B validation or confirmation body. */
+static int
+parse_c2b(DarajaState *st, PyObject *root, PyObject *out, const char *kind, int confirmation)
+{
+    static const char *const validation_required[] = {"TransID", "TransAmount", "BusinessShortCode", NULL};
+    static const char *const confirmation_required[] = {"TransID", "TransAmount", "BusinessShortCode",
+                                                        "TransactionType", "TransTime", "MSISDN", NULL};
+    if (copy_fields(st, out, root, "", NULL) < 0 ||
+        check_required(st, out, "", confirmation ? confirmation_required : validation_required) < 0) {
+        return -1;
+    }
+    return set_kind(out, kind, 1);
+}
+
+/* {"Result": {..., "ResultParameters": {"ResultParameter": ...}, "ReferenceData": {"ReferenceItem": ...}}} */
+static int
+parse_result(DarajaState *st, PyObject *root, PyObject *out, const char *kind)
+{
+    static const char *const skip[] = {"ResultParameters", "ReferenceData", NULL};
+    static const char *const required[] = {"ResultCode", "ResultDesc", "OriginatorConversationID",
+                                           "ConversationID", NULL};
+    PyObject *result = NULL;
+    if (get_object(st, root, "Result", "Result", &result) < 0 ||
+        copy_fields(st, out, result, "Result", skip) < 0 || check_required(st, out, "Result", required) < 0 ||
+        set_kind(out, kind, code_is_success(PyDict_GetItemString(out, "ResultCode"))) < 0 ||
+        flatten_items(st, out, PyDict_GetItemString(result, "ResultParameters"), "Result.ResultParameters",
+                      "ResultParameter", "Key") < 0) {
+        return -1;
+    }
+    return flatten_items(st, out, PyDict_GetItemString(result, "ReferenceData"), "Result.ReferenceData",
+                         "ReferenceItem", "Key");
+}
+
+/* Append one pull transaction, typed, to list. */
+static int
+append_transaction(DarajaState *st, PyObject *list, PyObject *tx, const char *path)
+{
+    if (!PyDict_Check(tx)) {
+        return md_validation_error(st, path, "must be an object");
+    }
+    PyObject *typed = PyDict_New();
+    int rc = typed == NULL || copy_fields(st, typed, tx, path, NULL) < 0 || PyList_Append(list, typed) < 0
+                 ? -1
+                 : 0;
+    Py_XDECREF(typed);
+    return rc;
+}
+
+/* {"ResponseRefID", "ResponseCode", "ResponseMessage", "Response": [[{transaction}, ...]]}:
+ * the transactions, whether nested one or two lists deep, become out["transactions"]. */
+static int
+parse_pull(DarajaState *st, PyObject *root, PyObject *out)
+{
+    static const char *const skip[] = {"Response", NULL};
+    static const char *const required[] = {"ResponseRefID", NULL};
+    char path[PATH_MAX_LEN];
+    PyObject *list = NULL;
+    int rc = -1;
+
+    if (copy_fields(st, out, root, "", skip) < 0 || check_required(st, out, "", required) < 0 ||
+        set_kind(out, "pull", 1) < 0 || (list = PyList_New(0)) == NULL) {
+        goto done;
+    }
+    PyObject *response = PyDict_GetItemString(root, "Response");
+    if (response != NULL && response != Py_None) {
+        if (!PyList_Check(response)) {
+            md_validation_error(st, "Response", "must be a list");
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(response); i++) {
+            PyObject *entry = PyList_GET_ITEM(response, i);
+            if (!PyList_Check(entry)) {
+                PyOS_snprintf(path, sizeof(path), "Response[%zd]", i);
+                if (append_transaction(st, list, entry, path) < 0) {
+                    goto done;
+                }
+                continue;
+            }
+            for (Py_ssize_t j = 0; j < PyList_GET_SIZE(entry); j++) {
+                PyOS_snprintf(path, sizeof(path), "Response[%zd][%zd]", i, j);
+                if (append_transaction(st, list, PyList_GET_ITEM(entry, j), path) < 0) {
+                    goto done;
+                }
+            }
+        }
+    }
+    rc = PyDict_SetItemString(out, "transactions", list);
+done:
+    Py_XDECREF(list);
+    return rc;
+}
+
+/* ---- Python: parse_callback ------------------------------------------- */
+
+static const char *const KINDS[] = {"stk", "c2b_validation", "c2b_confirmation", "result", "timeout",
+                                    "pull", NULL};
+
+/* The bytes of a body given as bytes-like or str (UTF-8); fills view. */
+static int
+body_bytes(DarajaState *st, PyObject *obj, Py_buffer *view)
+{
+    if (PyUnicode_Check(obj)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(obj, &n);
+        if (s == NULL) {
+            PyErr_Clear();
+            return md_validation_error(st, "body", "is not valid Unicode text");
+        }
+        return PyBuffer_FillInfo(view, obj, (void *)s, n, 1, PyBUF_SIMPLE);
+    }
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        return md_validation_error(st, "body", "must be bytes or str, not %s", Py_TYPE(obj)->tp_name);
+    }
+    return 0;
+}
+
+static PyObject *
+cb_parse_callback(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"body", "kind", NULL};
+    DarajaState *st = PyModule_GetState(module);
+    PyObject *body_obj, *kind_obj, *root = NULL, *out = NULL;
+    Py_buffer view = {0};
+    const char *kind;
+    int rc = -1;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:parse_callback", kwlist, &body_obj, &kind_obj)) {
+        return NULL;
+    }
+    if (va_choice(st, "kind", kind_obj, KINDS, &kind) < 0 || body_bytes(st, body_obj, &view) < 0) {
+        return NULL;
+    }
+    if ((root = jr_parse(st, view.buf, (size_t)view.len)) == NULL) {
+        goto done;
+    }
+    if (!PyDict_Check(root)) {
+        md_validation_error(st, "body", "must be a JSON object");
+        goto done;
+    }
+    if ((out = PyDict_New()) == NULL) {
+        goto done;
+    }
+    if (strcmp(kind, "stk") == 0) {
+        rc = parse_stk(st, root, out);
+    }
+    else if (strcmp(kind, "c2b_validation") == 0 || strcmp(kind, "c2b_confirmation") == 0) {
+        rc = parse_c2b(st, root, out, kind, strcmp(kind, "c2b_confirmation") == 0);
+    }
+    else if (strcmp(kind, "pull") == 0) {
+        rc = parse_pull(st, root, out);
+    }
+    else {
+        rc = parse_result(st, root, out, kind);
+    }
+done:
+    if (rc < 0) {
+        Py_CLEAR(out);
+    }
+    Py_XDECREF(root);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+/* ---- Python: secrets and allowlists ------------------------------------ */
+
+static PyObject *
+cb_new_callback_secret(PyObject *module, PyObject *Py_UNUSED(unused))
+{
+    DarajaState *st = PyModule_GetState(module);
+    unsigned char raw[SECRET_BYTES];
+    char *text = NULL;
+    size_t n = 0;
+    PyObject *result = NULL;
+
+    if (RAND_priv_bytes(raw, sizeof(raw)) != 1) {
+        ERR_clear_error();
+        PyErr_SetString(PyExc_RuntimeError, "the random generator failed");
+        goto done;
+    }
+    if ((text = cr_base64(st, raw, sizeof(raw), &n)) == NULL) {
+        goto done;
+    }
+    /* base64url (RFC 4648 section 5) without padding: safe in a URL path or query. */
+    while (n > 0 && text[n - 1] == '=') {
+        n--;
+    }
+    for (size_t i = 0; i < n; i++) {
+        text[i] = text[i] == '+' ? '-' : text[i] == '/' ? '_' : text[i];
+    }
+    result = PyUnicode_FromStringAndSize(text, (Py_ssize_t)n);
+done:
+    if (text != NULL) {
+        cr_wipe(text, n);
+        free(text);
+    }
+    cr_wipe(raw, sizeof(raw));
+    return result;
+}
+
+typedef struct {
+    int family;                 /* 4 or 6 */
+    unsigned char addr[16];     /* network bytes; IPv4 in the first 4 */
+    int prefix;
+} Cidr;
+
+typedef struct {
+    Cidr *items;
+    size_t len;
+    size_t cap;
+} CidrList;
+
+/* Parse a textual IPv4 or IPv6 address; an IPv4-mapped IPv6 address becomes IPv4
+ * (*mapped set). -1 (no exception) if s[0..n) is not an address. */
+static int
+parse_address(const char *s, size_t n, unsigned char addr[16], int *family, int *mapped)
+{
+    static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    char buf[INET6_ADDRSTRLEN + 1];
+    *mapped = 0;
+    if (n == 0 || n >= sizeof(buf) || memchr(s, '\0', n) != NULL) {
+        return -1;
+    }
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    memset(addr, 0, 16);
+    if (inet_pton(AF_INET, buf, addr) == 1) {
+        *family = 4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, buf, addr) != 1) {
+        return -1;
+    }
+    if (memcmp(addr, v4_mapped, 12) == 0) {
+        memmove(addr, addr + 12, 4);
+        memset(addr + 4, 0, 12);
+        *family = 4;
+        *mapped = 1;
+        return 0;
+    }
+    *family = 6;
+    return 0;
+}
+
+/* Does addr (of family) fall inside c? */
+static int
+cidr_contains(const Cidr *c, int family, const unsigned char addr[16])
+{
+    if (c->family != family) {
+        return 0;
+    }
+    int whole = c->prefix / 8, bits = c->prefix % 8;
+    if (memcmp(c->addr, addr, (size_t)whole) != 0) {
+        return 0;
+    }
+    if (bits == 0) {
+        return 1;
+    }
+    unsigned char mask = (unsigned char)(0xff << (8 - bits));
+    return (c->addr[whole] & mask) == (addr[whole] & mask);
+}
+
+/* Parse one "address[/prefix]" entry into *c; -1 with ValidationError("allowlist") if bad. */
+static int
+parse_cidr(DarajaState *st, const char *s, size_t n, Cidr *c)
+{
+    const char *slash = memchr(s, '/', n);
+    size_t addr_len = slash != NULL ? (size_t)(slash - s) : n;
+    int mapped, prefix = -1;
+    const char *why = "is not an IPv4 or IPv6 address or network";
+
+    if (parse_address(s, addr_len, c->addr, &c->family, &mapped) == 0) {
+        int max = c->family == 4 && !mapped ? 32 : 128;
+        if (slash == NULL) {
+            prefix = max;
+        }
+        else {
+            size_t digits = n - addr_len - 1;
+            prefix = digits >= 1 && digits <= 3 ? digits_value(slash + 1, (int)digits) : -1;
+            if (prefix < 0 || prefix > max) {
+                prefix = -1;
+                why = "has a bad prefix length";
+            }
+        }
+        if (prefix >= 0 && mapped) {
+            /* ::ffff:a.b.c.d/nn is IPv4 when it only covers mapped addresses. */
+            if (prefix >= 96) {
+                prefix -= 96;
+            }
+            else {
+                prefix = -1;
+                why = "is an IPv4-mapped network shorter than /96";
+            }
+        }
+    }
+    if (prefix >= 0) {
+        c->prefix = prefix;
+        int whole = prefix / 8, bits = prefix % 8;
+        int width = c->family == 4 ? 4 : 16;
+        for (int i = whole; i < width; i++) {
+            unsigned char host = (unsigned char)(i == whole ? 0xff >> bits : 0xff);
+            if (c->addr[i] & host) {
+                prefix = -1;
+                why = "has bits set after the prefix length (write the network address)";
+                break;
+            }
+        }
+        if (prefix >= 0) {
+            return 0;
+        }
+    }
+    PyObject *shown = PyUnicode_DecodeUTF8(s, (Py_ssize_t)(n > 64 ? 64 : n), "replace");
+    if (shown == NULL) {
+        return -1;
+    }
+    md_validation_error(st, "allowlist", "entry %R %s", shown, why);
+    Py_DECREF(shown);
+    return -1;
+}
+
+/* Is c ASCII whitespace? */
+static int
+is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* Is c one of the separators of an allowlist given as text? */
+static int
+is_separator(char c)
+{
+    return c == ',' || is_space(c);
+}
+
+/* Parse every entry of a str (comma/whitespace separated) and append it to list. */
+static int
+add_cidrs(DarajaState *st, PyObject *text, CidrList *list)
+{
+    Py_ssize_t len;
+    const char *s = PyUnicode_AsUTF8AndSize(text, &len);
+    if (s == NULL) {
+        PyErr_Clear();
+        return md_validation_error(st, "allowlist", "must be valid Unicode text");
+    }
+    size_t n = (size_t)len, i = 0;
+    while (i < n) {
+        while (i < n && is_separator(s[i])) {
+            i++;
+        }
+        size_t start = i;
+        while (i < n && !is_separator(s[i])) {
+            i++;
+        }
+        if (i == start) {
+            continue;
+        }
+        if (list->len == list->cap) {
+            size_t cap = list->cap ? list->cap * 2 : 16;
+            Cidr *items = PyMem_Realloc(list->items, cap * sizeof(Cidr));
+            if (items == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            list->items = items;
+            list->cap = cap;
+        }
+        if (parse_cidr(st, s + start, i - start, &list->items[list->len]) < 0) {
+            return -1;
+        }
+        list->len++;
+    }
+    return 0;
+}
+
+/* An allowlist given as a str or an iterable of str into list. */
+static int
+parse_allowlist(DarajaState *st, PyObject *allowlist, CidrList *list)
+{
+    if (PyUnicode_Check(allowlist)) {
+        return add_cidrs(st, allowlist, list);
+    }
+    PyObject *it = PyObject_GetIter(allowlist), *item;
+    if (it == NULL) {
+        PyErr_Clear();
+        return md_validation_error(st, "allowlist", "must be a str or an iterable of str, not %s",
+                                   Py_TYPE(allowlist)->tp_name);
+    }
+    while ((item = PyIter_Next(it)) != NULL) {
+        int rc = PyUnicode_Check(item)
+                     ? add_cidrs(st, item, list)
+                     : md_validation_error(st, "allowlist", "entries must be str, not %s",
+                                           Py_TYPE(item)->tp_name);
+        Py_DECREF(item);
+        if (rc < 0) {
+            Py_DECREF(it);
+            return -1;
+        }
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* Is remote_addr (a str, as the proxy gave it) inside one of the networks? Anything
+ * that is not an address is simply outside. */
+static int
+address_allowed(PyObject *remote_addr, const CidrList *list)
+{
+    unsigned char addr[16];
+    int family, mapped;
+    Py_ssize_t len;
+    if (!PyUnicode_Check(remote_addr)) {
+        return 0;
+    }
+    const char *s = PyUnicode_AsUTF8AndSize(remote_addr, &len);
+    if (s == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    size_t start = 0, end = (size_t)len;
+    while (start < end && is_space(s[start])) {
+        start++;
+    }
+    while (end > start && is_space(s[end - 1])) {
+        end--;
+    }
+    if (parse_address(s + start, end - start, addr, &family, &mapped) < 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < list->len; i++) {
+        if (cidr_contains(&list->items[i], family, addr)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The bytes of a given secret as str or bytes-like; 0 when absent or unusable. */
+static int
+given_secret_bytes(PyObject *given, Py_buffer *view)
+{
+    if (PyUnicode_Check(given)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(given, &n);
+        if (s == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        return PyBuffer_FillInfo(view, given, (void *)s, n, 1, PyBUF_SIMPLE) == 0;
+    }
+    if (given != Py_None && PyObject_CheckBuffer(given)) {
+        if (PyObject_GetBuffer(given, view, PyBUF_SIMPLE) == 0) {
+            return 1;
+        }
+        PyErr_Clear();
+    }
+    return 0;
+}
+
+static PyObject *
+cb_verify_callback(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"expected_secret", "given_secret", "remote_addr", "allowlist", NULL};
+    DarajaState *st = PyModule_GetState(module);
+    PyObject *expected_obj, *given_obj, *remote_addr, *allowlist = Py_None, *result = NULL;
+    const char *expected;
+    Py_ssize_t expected_len;
+    Py_buffer given = {0};
+    CidrList list = {0};
+    unsigned char want[32], got[32];
+    int have_given = 0, secret_ok, address_ok;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|O:verify_callback", kwlist, &expected_obj,
+                                     &given_obj, &remote_addr, &allowlist)) {
+        return NULL;
+    }
+    if (va_secret(st, "expected_secret", expected_obj, &expected, &expected_len) < 0) {
+        return NULL;
+    }
+    if (allowlist != Py_None && parse_allowlist(st, allowlist, &list) < 0) {
+        goto done;
+    }
+    have_given = given_secret_bytes(given_obj, &given);
+    /* Compare fixed-size digests so neither the time nor the result depends on where
+     * the secrets first differ or on whether their lengths match. */
+    if (cr_sha256(st, expected, (size_t)expected_len, want) < 0 ||
+        cr_sha256(st, have_given ? given.buf : "", have_given ? (size_t)given.len : 0, got) < 0) {
+        goto done;
+    }
+    secret_ok = CRYPTO_memcmp(want, got, sizeof(want)) == 0;
+    secret_ok &= have_given && given.len > 0;
+    address_ok = allowlist == Py_None || address_allowed(remote_addr, &list);
+    result = PyBool_FromLong(secret_ok && address_ok);
+done:
+    cr_wipe(want, sizeof(want));
+    cr_wipe(got, sizeof(got));
+    if (have_given) {
+        PyBuffer_Release(&given);
+    }
+    PyMem_Free(list.items);
+    return result;
+}
+
+/* ---- Python: what Daraja expects back ---------------------------------- */
+
+static const char *const REJECT_REASONS[] = {"C2B00011", "C2B00012", "C2B00013", "C2B00014",
+                                             "C2B00015", "C2B00016", NULL};
+
+static PyObject *
+cb_c2b_accept(PyObject *module, PyObject *Py_UNUSED(unused))
+{
+    (void)module;
+    return PyUnicode_FromString("{\"ResultCode\":\"0\",\"ResultDesc\":\"Accepted\"}");
+}
+
+static PyObject *
+cb_c2b_reject(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"reason", NULL};
+    PyObject *reason_obj;
+    const char *reason;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:c2b_reject", kwlist, &reason_obj)) {
+        return NULL;
+    }
+    if (va_choice(PyModule_GetState(module), "reason", reason_obj, REJECT_REASONS, &reason) < 0) {
+        return NULL;
+    }
+    return PyUnicode_FromFormat("{\"ResultCode\":\"%s\",\"ResultDesc\":\"Rejected\"}", reason);
+}
+
+static PyObject *
+cb_ack(PyObject *module, PyObject *Py_UNUSED(unused))
+{
+    (void)module;
+    return PyUnicode_FromString("{\"ResultCode\":0,\"ResultDesc\":\"Success\"}");
+}
+
+/* ---- registration ------------------------------------------------------ */
+
+static PyMethodDef cb_methods[] = {
+    {"parse_callback", (PyCFunction)(void (*)(void))cb_parse_callback, METH_VARARGS | METH_KEYWORDS,
+     "parse_callback(body, kind) -> dict\n\n"
+     "Parse and type a callback body (bytes or str, at most 64 KiB, strict JSON nested at\n"
+     "most 32 deep). kind is one of 'stk', 'c2b_validation', 'c2b_confirmation', 'result'\n"
+     "(B2C, B2B, tax, status, balance, reversal), 'timeout' or 'pull'.\n\n"
+     "Returns one flat dict keyed by Daraja's own field names, plus 'kind' and 'success'\n"
+     "(ResultCode 0 or \"0\" for stk/result/timeout; always True for c2b and pull):\n"
+     "- stk: the Body.stkCallback fields and each CallbackMetadata.Item by Name\n"
+     "  (Amount, MpesaReceiptNumber, TransactionDate, PhoneNumber, Balance...);\n"
+     "- c2b_*: the body's fields (TransID, TransAmount, MSISDN, ...);\n"
+     "- result/timeout: the Result fields and each ResultParameter and ReferenceItem by Key;\n"
+     "- pull: ResponseRefID, ResponseCode, ResponseMessage and 'transactions', a list of\n"
+     "  typed dicts from Response (one or two lists deep).\n"
+     "Items may be one object or a list; an item without Value gives None; an item never\n"
+     "replaces a top-level field. Types: ResultCode as given (int or str); ids, receipts,\n"
+     "shortcodes, MSISDN and PhoneNumber as str (opaque: masked or hashed MSISDNs kept);\n"
+     "amounts as exact decimal.Decimal ('' gives None); dates as aware datetimes in\n"
+     "Nairobi time (UTC+3); AccountBalance as a list of {'account', 'currency', 'current',\n"
+     "'available', 'reserved', 'uncleared'} (missing columns None). Other values as in\n"
+     "the JSON (fractions as Decimal, never float).\n\n"
+     "Raises ValidationError: field 'body' for size, depth, UTF-8 or JSON faults (with the\n"
+     "byte offset), 'kind' for an unknown kind, otherwise the JSON path of the missing or\n"
+     "mistyped field, e.g. 'Body.stkCallback.CheckoutRequestID'."},
+    {"verify_callback", (PyCFunction)(void (*)(void))cb_verify_callback, METH_VARARGS | METH_KEYWORDS,
+     "verify_callback(expected_secret, given_secret, remote_addr, allowlist=None) -> bool\n\n"
+     "True iff given_secret equals expected_secret (compared in constant time, lengths\n"
+     "included) and, when allowlist is not None, remote_addr lies in one of its networks.\n"
+     "given_secret may be str, bytes or None (None or empty is never a match). remote_addr\n"
+     "is the IPv4 or IPv6 address your own proxy saw; IPv4-mapped IPv6 addresses count as\n"
+     "IPv4, and anything unparseable is simply not allowed. allowlist is an iterable of\n"
+     "'a.b.c.d', 'a.b.c.d/nn', 'x:y::/nn' strings, or one str of them separated by commas\n"
+     "or whitespace; an empty allowlist allows nothing. Raises ValidationError for an empty\n"
+     "expected_secret or a malformed allowlist entry (field 'allowlist')."},
+    {"new_callback_secret", (PyCFunction)cb_new_callback_secret, METH_NOARGS,
+     "new_callback_secret() -> str\n\n"
+     "256 bits from the OS CSPRNG as 43 URL-safe base64 characters (no padding)."},
+    {"c2b_accept", (PyCFunction)cb_c2b_accept, METH_NOARGS,
+     "c2b_accept() -> str\n\n"
+     "The C2B validation reply that accepts: {\"ResultCode\":\"0\",\"ResultDesc\":\"Accepted\"}."},
+    {"c2b_reject", (PyCFunction)(void (*)(void))cb_c2b_reject, METH_VARARGS | METH_KEYWORDS,
+     "c2b_reject(reason) -> str\n\n"
+     "The C2B validation reply that rejects, {\"ResultCode\":reason,\"ResultDesc\":\"Rejected\"};\n"
+     "reason is C2B00011 (MSISDN), C2B00012 (account), C2B00013 (amount), C2B00014 (KYC),\n"
+     "C2B00015 (shortcode) or C2B00016 (other)."},
+    {"ack", (PyCFunction)cb_ack, METH_NOARGS,
+     "ack() -> str\n\n"
+     "The acknowledgement for every other callback: {\"ResultCode\":0,\"ResultDesc\":\"Success\"}."},
+    {NULL, NULL, 0, NULL},
+};
+
+int
+cb_add_functions(PyObject *module)
+{
+    return PyModule_AddFunctions(module, cb_methods);
+}
