@@ -17,9 +17,10 @@
  *   pm_  payments.c     money out: B2C, B2B, tax remittance, reversal
  *   iq_  inquiry.c      transaction status and account balance
  *   qr_  qr.c           dynamic QR codes
+ *   vf_  verify.c       callback origin: URL secret in constant time, address allowlist
  *   af_  atfork.c       fork safety: locks held across fork(), children start afresh
  *   jr_  jsonread.c     strict RFC 8259 reader for callback bodies (size, depth, UTF-8 capped)
- *   cb_  callbacks.c    callback parsing and typing, callback secrets and allowlists, replies
+ *   cb_  callbacks.c    callback parsing and typing, the replies Daraja expects
  *
  * Contracts: functions returning int give 0 on success and -1 with a Python
  * exception set on failure; functions returning a pointer give NULL with an
@@ -259,6 +260,8 @@ void jw_free(JsonBuf *b);
 #define VA_PHONE_LEN 12
 #define VA_TIMESTAMP_LEN 14
 
+/* The value of the n (< 10) decimal digits at s, or -1 if any is not a digit. */
+int va_digits_value(const char *s, int n);
 /* A str or int of min..max digits into out[size]. */
 int va_digits(DarajaState *st, const char *field, PyObject *v, size_t min, size_t max, char *out, size_t size);
 /* A shortcode, till or paybill: str or int of 5-7 digits, into out[8]. */
@@ -409,5 +412,9 @@ PyObject *jr_parse(DarajaState *st, const char *data, size_t len);
 /* Add parse_callback, verify_callback, new_callback_secret, c2b_accept, c2b_reject
  * and ack to the module; needs st->Decimal, st->datetime and st->nairobi_tz. */
 int cb_add_functions(PyObject *module);
+/* Python: new_callback_secret() -> str (registered by callbacks.c) */
+PyObject *vf_py_new_callback_secret(PyObject *module, PyObject *unused);
+/* Python: verify_callback(expected_secret, given_secret, remote_addr, allowlist=None) -> bool */
+PyObject *vf_py_verify_callback(PyObject *module, PyObject *args, PyObject *kwargs);
 
 #endif /* DARAJA_H */

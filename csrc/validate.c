@@ -33,6 +33,19 @@ all_digits(const char *s, size_t n)
     return 1;
 }
 
+int
+va_digits_value(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return -1;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
 /* Case-insensitive search for an ASCII needle in s[0..n). */
 static int
 contains_nocase(const char *s, size_t n, const char *needle)
