@@ -22,7 +22,6 @@
 
 #include <string.h>
 
-
 #define PATH_MAX_LEN 256        /* longest JSON path named in an error */
 #define NAIROBI_OFFSET_MIN 180  /* UTC+3, no daylight saving */
 
@@ -883,7 +882,7 @@ cb_parse_callback(PyObject *module, PyObject *args, PyObject *kwargs)
     if (va_choice(st, "kind", kind_obj, KINDS, &kind) < 0 || body_bytes(st, body_obj, &view) < 0) {
         return NULL;
     }
-    if ((root = jr_parse(st, view.buf, (size_t)view.len)) == NULL) {
+    if ((root = jr_parse(st, view.buf, (size_t)view.len, DR_MAX_CALLBACK)) == NULL) {
         goto done;
     }
     if (!PyDict_Check(root)) {

@@ -86,13 +86,7 @@ decode_json(DarajaState *st, const TrResponse *resp)
     if (resp->len == 0) {
         return NULL;
     }
-    PyObject *bytes = PyBytes_FromStringAndSize(resp->body, (Py_ssize_t)resp->len);
-    if (bytes == NULL) {
-        PyErr_Clear();
-        return NULL;
-    }
-    PyObject *value = PyObject_CallOneArg(st->json_loads, bytes);
-    Py_DECREF(bytes);
+    PyObject *value = jr_parse(st, resp->body, resp->len, DR_MAX_RESPONSE);
     if (value == NULL) {
         PyErr_Clear();
     }
@@ -206,8 +200,14 @@ parse_expires_in(PyObject *v, double *out)
             return -1;
         }
     }
-    else if (PyLong_Check(v) || PyFloat_Check(v)) {
-        *out = PyFloat_AsDouble(v);
+    else if (!PyBool_Check(v) && PyNumber_Check(v)) {  /* int, or Decimal from the JSON reader */
+        PyObject *f = PyNumber_Float(v);
+        if (f == NULL) {
+            PyErr_Clear();
+            return -1;
+        }
+        *out = PyFloat_AS_DOUBLE(f);
+        Py_DECREF(f);
     }
     else {
         return -1;

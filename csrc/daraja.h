@@ -102,7 +102,6 @@ typedef struct {
     PyObject *TimeoutError;
     PyObject *TLSError;
     PyTypeObject *ClientType;
-    PyObject *json_loads;  /* json.loads, for response bodies */
     PyObject *Decimal;     /* decimal.Decimal, for callback amounts and JSON fractions */
     PyObject *datetime;    /* datetime.datetime, for callback dates */
     PyObject *nairobi_tz;  /* datetime.timezone(timedelta(hours=3), "EAT") */
@@ -408,7 +407,7 @@ PyObject *ex_py_stk_query(PyObject *self, PyObject *args, PyObject *kwargs);
 
 /* Parse len bytes of strict JSON into Python objects (fractions as Decimal);
  * ValidationError (field "body") naming the fault and its byte offset on error. */
-PyObject *jr_parse(DarajaState *st, const char *data, size_t len);
+PyObject *jr_parse(DarajaState *st, const char *data, size_t len, size_t max_len);
 /* Add parse_callback, verify_callback, new_callback_secret, c2b_accept, c2b_reject
  * and ack to the module; needs st->Decimal, st->datetime and st->nairobi_tz. */
 int cb_add_functions(PyObject *module);

@@ -6,7 +6,7 @@
  * byte offset.
  *
  * Limits and choices:
- * - at most DR_MAX_CALLBACK bytes and DR_MAX_DEPTH nested arrays/objects;
+ * - at most max_len bytes (the caller's cap) and DR_MAX_DEPTH nested arrays/objects;
  * - strings must be valid UTF-8 (no overlongs, no UTF-8-encoded surrogates, nothing
  *   above U+10FFFF) without raw control characters; \u escapes must pair surrogates;
  * - a leading byte order mark is refused (RFC 8259 section 8.1 forbids sending one,
@@ -496,13 +496,13 @@ read_value(Reader *r)
 }
 
 PyObject *
-jr_parse(DarajaState *st, const char *data, size_t len)
+jr_parse(DarajaState *st, const char *data, size_t len, size_t max_len)
 {
     Reader r = {.st = st, .data = (const unsigned char *)data, .len = len};
     PyObject *value = NULL;
 
-    if (len > DR_MAX_CALLBACK) {
-        md_validation_error(st, "body", "is %zu bytes; at most %d are accepted", len, DR_MAX_CALLBACK);
+    if (len > max_len) {
+        md_validation_error(st, "body", "is %zu bytes; at most %zu are accepted", len, max_len);
         return NULL;
     }
     if (len == 0) {

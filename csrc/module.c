@@ -605,19 +605,9 @@ exec_client_type(PyObject *module)
 static int
 exec_libraries(PyObject *module)
 {
-    DarajaState *st = get_state(module);
     /* curl_global_init is idempotent and thread-safe in the libcurl versions we accept. */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         PyErr_SetString(PyExc_ImportError, "libcurl could not be initialised");
-        return -1;
-    }
-    PyObject *json = PyImport_ImportModule("json");
-    if (json == NULL) {
-        return -1;
-    }
-    st->json_loads = PyObject_GetAttrString(json, "loads");
-    Py_DECREF(json);
-    if (st->json_loads == NULL) {
         return -1;
     }
     const curl_version_info_data *info = curl_version_info(CURLVERSION_NOW);
@@ -695,7 +685,6 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->TimeoutError);
     Py_VISIT(st->TLSError);
     Py_VISIT(st->ClientType);
-    Py_VISIT(st->json_loads);
     Py_VISIT(st->Decimal);
     Py_VISIT(st->datetime);
     Py_VISIT(st->nairobi_tz);
@@ -714,7 +703,6 @@ module_clear(PyObject *module)
     Py_CLEAR(st->TimeoutError);
     Py_CLEAR(st->TLSError);
     Py_CLEAR(st->ClientType);
-    Py_CLEAR(st->json_loads);
     Py_CLEAR(st->Decimal);
     Py_CLEAR(st->datetime);
     Py_CLEAR(st->nairobi_tz);

@@ -224,11 +224,26 @@ default_value(DarajaState *st, const RqApi *api, const RqField *f, RqValue *v)
     return 0;
 }
 
+/* The index of the field named by a keyword argument; -1 with TypeError if none. */
+static int
+field_index(const RqApi *api, PyObject *key)
+{
+    const char *name = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
+    const RqField *f = name != NULL ? rq_field(api, name) : NULL;
+    if (f == NULL) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R", api->name, key);
+        return -1;
+    }
+    return (int)(f - api->fields);
+}
+
 /* Read every field's value from kwargs (or its default) and check it. */
 static int
 read_values(DarajaClient *c, const RqApi *api, PyObject *args, PyObject *kwargs, RqValue *values)
 {
     DarajaState *st = md_client_state(c);
+    PyObject *given[RQ_MAX_FIELDS] = {NULL};
     PyObject *key, *obj;
     Py_ssize_t pos = 0;
 
@@ -237,15 +252,15 @@ read_values(DarajaClient *c, const RqApi *api, PyObject *args, PyObject *kwargs,
         return -1;
     }
     while (kwargs != NULL && PyDict_Next(kwargs, &pos, &key, &obj)) {
-        const char *name = PyUnicode_AsUTF8(key);
-        if (name == NULL || rq_field(api, name) == NULL) {
-            PyErr_Clear();
-            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R", api->name, key);
+        int i = field_index(api, key);
+        if (i < 0) {
             return -1;
         }
+        given[i] = obj;
     }
     for (const RqField *f = api->fields; f->kind != RQ_END; f++) {
         RqValue *v = &values[f - api->fields];
+        obj = given[f - api->fields];
         if (f->kind == RQ_CONST) {
             v->text = f->fixed;
             v->len = (Py_ssize_t)strlen(f->fixed);
@@ -255,7 +270,6 @@ read_values(DarajaClient *c, const RqApi *api, PyObject *args, PyObject *kwargs,
         if (f->kw == NULL) {
             continue;  /* derived: filled by api->derive */
         }
-        obj = kwargs != NULL ? PyDict_GetItemString(kwargs, f->kw) : NULL;
         if (obj == NULL || (obj == Py_None && !(f->flags & RQ_REQUIRED))) {
             if (default_value(st, api, f, v) < 0) {
                 return -1;
@@ -326,6 +340,14 @@ rq_build(DarajaClient *c, const RqApi *api, PyObject *args, PyObject *kwargs, Rq
     int rc = -1;
     memset(values, 0, sizeof(RqValue) * RQ_MAX_FIELDS);
     memset(body, 0, sizeof(*body));
+    int rows = 0;
+    while (rows < RQ_MAX_FIELDS && api->fields[rows].kind != RQ_END) {
+        rows++;
+    }
+    if (rows == RQ_MAX_FIELDS) {
+        PyErr_Format(PyExc_SystemError, "%s: field table longer than %d rows", api->name, RQ_MAX_FIELDS - 1);
+        return -1;
+    }
     if (read_values(c, api, args, kwargs, values) < 0 || (api->check != NULL && api->check(c, api, values) < 0)) {
         goto done;
     }

@@ -1,5 +1,7 @@
 """Fixtures: the real extension against the real embedded sandbox over local HTTPS."""
 
+import secrets
+
 import pytest
 
 from frappe_mpesa import daraja
@@ -20,9 +22,19 @@ STK_QUERY = "/mpesa/stkpushquery/v1/query"
 
 
 @pytest.fixture
-def sandbox():
-	"""A fresh sandbox per test: its own port, so the process-wide token cache starts cold."""
-	with Sandbox(callback_delay=0.05) as sb:
+def credentials():
+	"""Consumer credentials unique to one test. The process-wide token cache is keyed by host,
+	key and secret, and a later sandbox may get an earlier one's port: fresh credentials keep
+	every test's cache cold."""
+	tag = secrets.token_hex(6)
+	return f"{DEFAULT_CONSUMER_KEY}-{tag}", f"{DEFAULT_CONSUMER_SECRET}-{tag}"
+
+
+@pytest.fixture
+def sandbox(credentials):
+	"""A fresh sandbox per test that knows this test's credentials."""
+	key, secret = credentials
+	with Sandbox(callback_delay=0.05, consumer_key=key, consumer_secret=secret) as sb:
 		yield sb
 
 
@@ -33,12 +45,12 @@ def receiver():
 
 
 @pytest.fixture
-def make_client(sandbox):
+def make_client(sandbox, credentials):
 	def make(**kwargs):
 		kwargs.setdefault("base_url", sandbox.url)
 		kwargs.setdefault("ca_file", CA_FILE)
-		key = kwargs.pop("consumer_key", DEFAULT_CONSUMER_KEY)
-		secret = kwargs.pop("consumer_secret", DEFAULT_CONSUMER_SECRET)
+		key = kwargs.pop("consumer_key", credentials[0])
+		secret = kwargs.pop("consumer_secret", credentials[1])
 		return daraja.Client(key, secret, **kwargs)
 
 	return make

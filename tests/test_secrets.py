@@ -9,7 +9,7 @@ import pytest
 from conftest import STK_PUSH
 
 from frappe_mpesa import daraja
-from frappe_mpesa.sandbox import DEFAULT_CONSUMER_KEY, DEFAULT_SHORTCODE, MPESA_TEST_CERT_PEM
+from frappe_mpesa.sandbox import DEFAULT_SHORTCODE, MPESA_TEST_CERT_PEM
 
 CANARY_SECRET = "CanarySecret-7f3a9c"
 CANARY_PASSKEY = "CanaryPasskey-51e0b2"
@@ -36,11 +36,11 @@ def assert_clean(text):
 			assert leaked not in text, f"a secret leaked: {leaked!r}"
 
 
-def failing_calls(sandbox, receiver):
+def failing_calls(sandbox, receiver, credentials):
 	"""Each call fails in its own way while holding a canary secret."""
-	good = daraja.Client(DEFAULT_CONSUMER_KEY, "frappeMpesaSandboxConsumerSecret", base_url=sandbox.url,
-		ca_file=sandbox.ca_file)
-	bad_secret = daraja.Client(DEFAULT_CONSUMER_KEY, CANARY_SECRET, base_url=sandbox.url, ca_file=sandbox.ca_file)
+	key, secret = credentials
+	good = daraja.Client(key, secret, base_url=sandbox.url, ca_file=sandbox.ca_file)
+	bad_secret = daraja.Client(key, CANARY_SECRET, base_url=sandbox.url, ca_file=sandbox.ca_file)
 	stk = {
 		"shortcode": DEFAULT_SHORTCODE,
 		"passkey": CANARY_PASSKEY,
@@ -69,14 +69,14 @@ def failing_calls(sandbox, receiver):
 	yield lambda: daraja.Client("k", CANARY_SECRET, token_store=object())
 
 
-def test_no_secret_in_errors_reprs_or_logs(sandbox, receiver, caplog, capfd):
+def test_no_secret_in_errors_reprs_or_logs(sandbox, receiver, credentials, caplog, capfd):
 	caplog.set_level(logging.DEBUG)
 	said = []
-	for call in failing_calls(sandbox, receiver):
+	for call in failing_calls(sandbox, receiver, credentials):
 		with pytest.raises(daraja.DarajaError) as caught:
 			call()
 		said.append(everything_said_by(caught.value))
-	client = daraja.Client(DEFAULT_CONSUMER_KEY, CANARY_SECRET, base_url=sandbox.url)
+	client = daraja.Client(credentials[0], CANARY_SECRET, base_url=sandbox.url)
 	said += [repr(client), str(client), repr(daraja.Client("key", CANARY_SECRET))]
 	out, err = capfd.readouterr()
 	said += [caplog.text, out, err]
@@ -84,14 +84,14 @@ def test_no_secret_in_errors_reprs_or_logs(sandbox, receiver, caplog, capfd):
 	assert_clean("\n".join(said))
 
 
-def test_canaries_did_reach_the_wire_where_they_belong(sandbox, receiver):
+def test_canaries_did_reach_the_wire_where_they_belong(sandbox, receiver, credentials):
 	"""The hygiene test above means something only if the secrets were really used."""
-	for call in failing_calls(sandbox, receiver):
+	for call in failing_calls(sandbox, receiver, credentials):
 		try:
 			call()
 		except daraja.DarajaError:
 			pass
-	basic = base64.b64encode(f"{DEFAULT_CONSUMER_KEY}:{CANARY_SECRET}".encode()).decode()
+	basic = base64.b64encode(f"{credentials[0]}:{CANARY_SECRET}".encode()).decode()
 	assert any(r.header("Authorization") == f"Basic {basic}" for r in sandbox.requests)
 	push = next(r for r in sandbox.requests if r.path == STK_PUSH)
 	assert base64.b64decode(push.json["Password"]).decode().startswith(DEFAULT_SHORTCODE + CANARY_PASSKEY)
