@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from conftest import STK_PUSH, STK_QUERY
+from conftest import STK_PUSH, STK_QUERY, callback_with
 
 from frappe_mpesa import daraja
 from frappe_mpesa.sandbox import DEFAULT_PASSKEY, DEFAULT_SHORTCODE
@@ -23,15 +23,9 @@ def wait_for_result(client, checkout_id, timeout=5.0):
 			time.sleep(0.05)
 
 
-def callback_for(receiver, checkout_id, timeout=5.0):
-	deadline = time.monotonic() + timeout
-	while time.monotonic() < deadline:
-		for request in receiver.received:
-			body = request.json["Body"]["stkCallback"]
-			if body["CheckoutRequestID"] == checkout_id:
-				return body
-		time.sleep(0.02)
-	raise AssertionError(f"no callback for {checkout_id}")
+def callback_for(receiver, checkout_id):
+	"""The stkCallback body the sandbox posted for one CheckoutRequestID."""
+	return callback_with(receiver, "CheckoutRequestID", checkout_id).json["Body"]["stkCallback"]
 
 
 def test_push_succeeds_and_sends_what_daraja_expects(client, sandbox, stk_args):

@@ -1,35 +1,46 @@
 """The embedded Daraja sandbox, driven with the standard library's HTTP client only."""
 
 import base64
+import hashlib
 import http.client
 import json
 import os
 import re
 import signal
 import ssl
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 
 import frappe_mpesa
 from frappe_mpesa.sandbox import (
+	B2B_OUTCOMES,
+	B2C_OUTCOMES,
 	CA_FILE,
 	DEFAULT_CONSUMER_KEY,
 	DEFAULT_CONSUMER_SECRET,
+	DEFAULT_INITIATOR_NAME,
+	DEFAULT_INITIATOR_PASSWORD,
 	DEFAULT_PASSKEY,
 	DEFAULT_SHORTCODE,
 	MPESA_TEST_CERT_DER,
 	MPESA_TEST_CERT_PEM,
 	MPESA_TEST_KEY,
+	QUEUE_TIMEOUT,
+	QUIRKS,
 	SERVER_CERT,
 	SERVER_KEY,
 	STK_OUTCOMES,
 	UNTRUSTED_CA_FILE,
 	CallbackReceiver,
 	Sandbox,
+	cli,
 )
 
 OAUTH = "/oauth/v1/generate"
@@ -528,6 +539,11 @@ def test_control_endpoints(sb):
 	assert call(sb, "GET", "/__sandbox__/stats").json == {"counts": {}}
 
 
+def test_cli_refuses_contradictory_quirks(capsys):
+	assert cli.main(["--port", "0", "--quirk", "strings_as_numbers", "--quirk", "numbers_as_strings"]) == 2
+	assert "exclude each other" in capsys.readouterr().err
+
+
 def test_cli_serves_until_interrupted():
 	# The child must import this same checkout, installed or not.
 	root = os.path.dirname(os.path.dirname(frappe_mpesa.__file__))
@@ -549,6 +565,9 @@ def test_cli_serves_until_interrupted():
 		assert facts["CA file to trust"] == CA_FILE
 		assert facts["consumer key"] == DEFAULT_CONSUMER_KEY
 		assert facts["passkey"] == DEFAULT_PASSKEY
+		assert facts["initiator name"] == DEFAULT_INITIATOR_NAME
+		assert facts["initiator password"] == DEFAULT_INITIATOR_PASSWORD
+		assert facts["credential certificate"] == MPESA_TEST_CERT_PEM
 		host, port = facts["base URL"].removeprefix("https://").rsplit(":", 1)
 		conn = http.client.HTTPSConnection(host, int(port), context=TRUST, timeout=5)
 		conn.request("GET", TOKEN_URL, headers=basic())
@@ -562,3 +581,908 @@ def test_cli_serves_until_interrupted():
 		process.wait()
 		process.stdout.close()
 		process.stderr.close()
+
+
+# ---- Connections and chunked answers --------------------------------------------------------------
+
+
+def test_connection_ids_match_on_keep_alive_and_differ_across_connections(sb):
+	first = http.client.HTTPSConnection(sb.host, sb.port, context=TRUST, timeout=5)
+	second = http.client.HTTPSConnection(sb.host, sb.port, context=TRUST, timeout=5)
+	try:
+		for conn in (first, first, second, first):
+			call(sb, "GET", TOKEN_URL, headers=basic(), connection=conn)
+	finally:
+		first.close()
+		second.close()
+	call(sb, "GET", TOKEN_URL, headers=basic())
+	ids = [recorded.connection for recorded in sb.requests]
+	assert ids[0] == ids[1] == ids[3]
+	assert len({ids[0], ids[2], ids[4]}) == 3
+
+
+def test_fault_oversize_chunked_has_no_content_length(sb):
+	sb.fault(OAUTH, "oversize", bytes=300_000, chunked=True)
+	response = call(sb, "GET", TOKEN_URL, headers=basic())
+	assert response.status == 200
+	assert response.headers["Transfer-Encoding"] == "chunked"
+	assert response.headers["Content-Length"] is None
+	assert len(response.body) == 300_000 and json.loads(response.body) == {}
+
+
+def test_fault_oversize_chunked_from_control_endpoint(sb):
+	fault = {"path": OAUTH, "mode": "oversize", "bytes": 1000, "chunked": True}
+	assert call(sb, "POST", "/__sandbox__/fault", fault).status == 200
+	response = call(sb, "GET", TOKEN_URL, headers=basic())
+	assert response.headers["Transfer-Encoding"] == "chunked" and len(response.body) == 1000
+
+
+# ---- The APIs beyond M-Pesa Express ---------------------------------------------------------------
+
+C2B_REGISTER_V1 = "/mpesa/c2b/v1/registerurl"
+C2B_REGISTER_V2 = "/mpesa/c2b/v2/registerurl"
+C2B_SIMULATE = "/mpesa/c2b/v1/simulate"
+B2C = "/mpesa/b2c/v3/paymentrequest"
+B2B = "/mpesa/b2b/v1/paymentrequest"
+TAX = "/mpesa/b2b/v1/remittax"
+STATUS = "/mpesa/transactionstatus/v1/query"
+BALANCE = "/mpesa/accountbalance/v1/query"
+REVERSAL = "/mpesa/reversal/v1/request"
+QR = "/mpesa/qrcode/v1/generate"
+PULL_REGISTER = "/pulltransactions/v1/register"
+PULL_QUERY = "/pulltransactions/v1/query"
+NEW_PATHS = [C2B_REGISTER_V1, C2B_REGISTER_V2, C2B_SIMULATE, B2C, B2B, TAX, STATUS, BALANCE, REVERSAL, QR]
+NEW_PATHS += [PULL_REGISTER, PULL_QUERY]
+ORG = "600000"
+ACCEPTED = "Accept the service request successfully."
+SUCCESS = "The service request is processed successfully."
+NOWHERE = "https://127.0.0.1:9"
+BASE_RESULT_KEYS = {
+	"ResultType",
+	"ResultCode",
+	"ResultDesc",
+	"OriginatorConversationID",
+	"ConversationID",
+	"TransactionID",
+	"ReferenceData",
+}
+
+
+def encrypt(password, padding="pkcs1"):
+	"""A SecurityCredential made by the openssl command line with the test certificate."""
+	command = ["openssl", "pkeyutl", "-encrypt", "-certin", "-inkey", MPESA_TEST_CERT_PEM]
+	command += ["-pkeyopt", f"rsa_padding_mode:{padding}"]
+	done = subprocess.run(command, input=password.encode(), capture_output=True, check=True)
+	return base64.b64encode(done.stdout).decode()
+
+
+@pytest.fixture(scope="module")
+def credential():
+	"""A good SecurityCredential for the default initiator."""
+	return encrypt(DEFAULT_INITIATOR_PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def shared():
+	"""One sandbox for the tests that leave nothing behind: refused requests."""
+	with Sandbox(callback_delay=0.01) as sandbox:
+		yield sandbox
+
+
+def result_urls(url=NOWHERE):
+	"""The result and queue timeout URLs under a receiver's URL."""
+	return {"QueueTimeOutURL": url + "/hooks/timeout", "ResultURL": url + "/hooks/result"}
+
+
+def initiator(credential, url=NOWHERE, name_field="Initiator"):
+	"""Who asks, with which credential, where the result goes, and why."""
+	return {
+		name_field: DEFAULT_INITIATOR_NAME,
+		"SecurityCredential": credential,
+		**result_urls(url),
+		"Remarks": "Test",
+	}
+
+
+def valid_body(path, credential="credential", url=NOWHERE):
+	"""A valid request body for path."""
+	b2b = {"SenderIdentifierType": "4", "RecieverIdentifierType": "4", "Amount": 100, "PartyA": ORG}
+	bodies = {
+		C2B_REGISTER_V1: {
+			"ShortCode": ORG,
+			"ResponseType": "Completed",
+			"ConfirmationURL": url + "/c2b/confirmation",
+			"ValidationURL": url + "/c2b/validation",
+		},
+		C2B_SIMULATE: {
+			"ShortCode": ORG,
+			"CommandID": "CustomerPayBillOnline",
+			"Amount": 5,
+			"Msisdn": CUSTOMER,
+			"BillRefNumber": "INV-0001",
+		},
+		B2C: {
+			"OriginatorConversationID": f"b2c-{time.monotonic_ns()}",
+			**initiator(credential, url, "InitiatorName"),
+			"CommandID": "BusinessPayment",
+			"Amount": 10,
+			"PartyA": ORG,
+			"PartyB": CUSTOMER,
+			"Occassion": "June",
+		},
+		B2B: {
+			**initiator(credential, url),
+			"CommandID": "BusinessPayBill",
+			**b2b,
+			"PartyB": "600001",
+			"AccountReference": "ACC-1",
+			"Requester": CUSTOMER,
+		},
+		TAX: {
+			**initiator(credential, url),
+			"CommandID": "PayTaxToKRA",
+			**b2b,
+			"PartyB": "572572",
+			"AccountReference": "353353",
+		},
+		STATUS: {
+			**initiator(credential, url),
+			"CommandID": "TransactionStatusQuery",
+			"TransactionID": "NLJ41HAY6Q",
+			"PartyA": ORG,
+			"IdentifierType": "4",
+		},
+		BALANCE: {
+			**initiator(credential, url),
+			"CommandID": "AccountBalance",
+			"PartyA": ORG,
+			"IdentifierType": "4",
+		},
+		REVERSAL: {
+			**initiator(credential, url),
+			"CommandID": "TransactionReversal",
+			"TransactionID": "NLJ41HAY6Q",
+			"Amount": 5,
+			"ReceiverParty": ORG,
+			"RecieverIdentifierType": "11",
+		},
+		QR: {
+			"MerchantName": "Shop",
+			"RefNo": "INV-0001",
+			"Amount": 10,
+			"TrxCode": "BG",
+			"CPI": "373132",
+			"Size": "300",
+		},
+		PULL_REGISTER: {
+			"ShortCode": ORG,
+			"RequestType": "Pull",
+			"NominatedNumber": CUSTOMER,
+			"CallBackURL": url + "/pull",
+		},
+		PULL_QUERY: {
+			"ShortCode": ORG,
+			"StartDate": "2020-01-01 00:00:00",
+			"EndDate": "2099-12-31 23:59:59",
+			"OffSetValue": "0",
+		},
+	}
+	bodies[C2B_REGISTER_V2] = bodies[C2B_REGISTER_V1]
+	return dict(bodies[path])
+
+
+def post(sb, path, body):
+	"""POST body to path with a valid token."""
+	return call(sb, "POST", path, body, bearer(sb))
+
+
+def result_of(rx, path="/hooks/result", count=1):
+	"""The Result of the count-th callback to path."""
+	return rx.wait(count=count, timeout=5, path=path)[count - 1].json["Result"]
+
+
+def parameters(result):
+	"""ResultParameters as a dict; a key without Value maps to a missing marker."""
+	items = result["ResultParameters"]["ResultParameter"]
+	return {item["Key"]: item.get("Value", "<missing>") for item in items}
+
+
+def register_c2b(sb, url, **overrides):
+	"""Register the C2B URLs of ORG under url."""
+	return post(sb, C2B_REGISTER_V1, {**valid_body(C2B_REGISTER_V1, url=url), **overrides})
+
+
+def simulate(sb, **overrides):
+	"""Simulate a customer paying ORG."""
+	return post(sb, C2B_SIMULATE, {**valid_body(C2B_SIMULATE), **overrides})
+
+
+def initiate(sb, path, credential, url, **overrides):
+	"""An initiator request; its synchronous answer."""
+	return post(sb, path, {**valid_body(path, credential, url), **overrides})
+
+
+@pytest.mark.parametrize("path", NEW_PATHS)
+def test_new_apis_need_a_token_and_are_recorded(shared, path):
+	shared.reset()
+	response = call(shared, "POST", path, valid_body(path))
+	assert_envelope(response, 404, "404.001.03", "Invalid Access Token")
+	assert_envelope(post(shared, path, b"not json"), 400, "400.002.05", "Invalid JSON payload")
+	assert shared.count(path) == 2
+	assert_envelope(call(shared, "GET", path, headers=bearer(shared)), 405, "405.001", "Method Not Allowed")
+
+
+@pytest.mark.parametrize(
+	"path, overrides, field",
+	[
+		(C2B_REGISTER_V1, {"ShortCode": "12"}, "ShortCode"),
+		(C2B_REGISTER_V1, {"ResponseType": "completed"}, "ResponseType"),
+		(C2B_REGISTER_V2, {"ConfirmationURL": "ftp://example.com/c"}, "ConfirmationURL"),
+		(C2B_REGISTER_V1, {"ValidationURL": "https://example.com/mpesa/v"}, "ValidationURL"),
+		(C2B_SIMULATE, {"CommandID": "PayBill"}, "CommandID"),
+		(C2B_SIMULATE, {"Amount": 0}, "Amount"),
+		(C2B_SIMULATE, {"Msisdn": "0708374149"}, "Msisdn"),
+		(C2B_SIMULATE, {"BillRefNumber": "x" * 21}, "BillRefNumber"),
+		(B2C, {"OriginatorConversationID": None}, "OriginatorConversationID"),
+		(B2C, {"InitiatorName": ""}, "InitiatorName"),
+		(B2C, {"SecurityCredential": None}, "SecurityCredential"),
+		(B2C, {"CommandID": "BusinessPayBill"}, "CommandID"),
+		(B2C, {"Amount": 10.5}, "Amount"),
+		(B2C, {"PartyA": "60000000"}, "PartyA"),
+		(B2C, {"PartyB": "+254708374149"}, "PartyB"),
+		(B2C, {"Remarks": "x"}, "Remarks"),
+		(B2C, {"Remarks": "x" * 101}, "Remarks"),
+		(B2C, {"ResultURL": "https://example.com/Safaricom/result"}, "ResultURL"),
+		(B2C, {"QueueTimeOutURL": None}, "QueueTimeOutURL"),
+		(B2C, {"Occassion": "x" * 101}, "Occassion"),
+		(B2B, {"CommandID": "BusinessPayment"}, "CommandID"),
+		(B2B, {"SenderIdentifierType": "1"}, "SenderIdentifierType"),
+		(B2B, {"RecieverIdentifierType": None}, "RecieverIdentifierType"),
+		(B2B, {"PartyB": CUSTOMER}, "PartyB"),
+		(B2B, {"AccountReference": None}, "AccountReference"),
+		(B2B, {"AccountReference": "x" * 14}, "AccountReference"),
+		(B2B, {"Requester": "0708374149"}, "Requester"),
+		(TAX, {"PartyB": "600001"}, "PartyB"),
+		(TAX, {"CommandID": "BusinessPayBill"}, "CommandID"),
+		(TAX, {"AccountReference": None}, "AccountReference"),
+		(STATUS, {"TransactionID": None}, "TransactionID"),
+		(STATUS, {"IdentifierType": "3"}, "IdentifierType"),
+		(STATUS, {"IdentifierType": "1"}, "PartyA"),
+		(STATUS, {"PartyA": CUSTOMER}, "PartyA"),
+		(STATUS, {"CommandID": "AccountBalance"}, "CommandID"),
+		(BALANCE, {"PartyA": None}, "PartyA"),
+		(BALANCE, {"Initiator": None}, "Initiator"),
+		(REVERSAL, {"TransactionID": None}, "TransactionID"),
+		(REVERSAL, {"ReceiverParty": "1"}, "ReceiverParty"),
+		(REVERSAL, {"RecieverIdentifierType": "3"}, "RecieverIdentifierType"),
+		(REVERSAL, {"Amount": "-5"}, "Amount"),
+		(QR, {"TrxCode": "XX"}, "TrxCode"),
+		(QR, {"CPI": "12"}, "CPI"),
+		(QR, {"MerchantName": ""}, "MerchantName"),
+		(QR, {"Size": "x"}, "Size"),
+		(PULL_REGISTER, {"RequestType": "Push"}, "RequestType"),
+		(PULL_REGISTER, {"NominatedNumber": "0708374149"}, "NominatedNumber"),
+		(PULL_REGISTER, {"CallBackURL": "https://example.com/cmd"}, "CallBackURL"),
+		(PULL_QUERY, {"StartDate": "2020-08-04"}, "StartDate"),
+		(PULL_QUERY, {"EndDate": "2020-13-04 08:36:00"}, "EndDate"),
+		(PULL_QUERY, {"OffSetValue": "a"}, "OffSetValue"),
+	],
+)
+def test_new_apis_refuse_invalid_fields(shared, path, overrides, field):
+	body = {**valid_body(path), **overrides}
+	assert_envelope(post(shared, path, body), 400, "400.002.02", f"Bad Request - Invalid {field}")
+
+
+def test_optional_fields_may_be_left_out(shared):
+	cases = [
+		(B2C, "Occassion"),
+		(B2B, "Requester"),
+		(STATUS, "Occasion"),
+		(QR, "Size"),
+		(C2B_SIMULATE, "BillRefNumber"),
+		(PULL_QUERY, "OffSetValue"),
+	]
+	for path, field in cases:
+		body = valid_body(path, "not-a-credential")
+		body.pop(field, None)
+		assert post(shared, path, body).status == 200, path
+	buy_goods = {**valid_body(B2B), "CommandID": "BusinessBuyGoods", "AccountReference": ""}
+	assert post(shared, B2B, buy_goods).status == 200
+	by_conversation = {
+		**valid_body(STATUS),
+		"TransactionID": "",
+		"OriginalConversationID": "AG_20240101_00001",
+	}
+	assert post(shared, STATUS, by_conversation).status == 200
+	by_phone = {**valid_body(STATUS), "PartyA": CUSTOMER, "IdentifierType": "1"}
+	assert post(shared, STATUS, by_phone).status == 200
+
+
+# ---- C2B ------------------------------------------------------------------------------------------
+
+
+def test_c2b_register_v2_and_v1(sb, rx):
+	for path in (C2B_REGISTER_V2, C2B_REGISTER_V1):
+		response = register_c2b(sb, rx.url)
+		assert response.status == 200
+		assert set(response.json) == {"OriginatorCoversationID", "ResponseCode", "ResponseDescription"}
+		assert (response.json["ResponseCode"], response.json["ResponseDescription"]) == ("0", "Success")
+		assert re.fullmatch(r"\d{5}-\d{8}-1", response.json["OriginatorCoversationID"])
+	assert sb.c2b_urls == {
+		ORG: {
+			"ResponseType": "Completed",
+			"ConfirmationURL": rx.url + "/c2b/confirmation",
+			"ValidationURL": rx.url + "/c2b/validation",
+		}
+	}
+
+
+def test_c2b_register_without_v2_product_falls_back_to_v1(rx):
+	with Sandbox(c2b_v2_product=False) as sb:
+		body = valid_body(C2B_REGISTER_V2, url=rx.url)
+		response = post(sb, C2B_REGISTER_V2, body)
+		assert_envelope(response, 401, "401.003.01", "No apiproduct match found")
+		assert sb.c2b_urls == {}
+		assert post(sb, C2B_REGISTER_V1, body).status == 200
+		assert list(sb.c2b_urls) == [ORG]
+
+
+def test_c2b_register_once(rx):
+	with Sandbox(c2b_register_once=True) as sb:
+		assert register_c2b(sb, rx.url).status == 200
+		assert_envelope(register_c2b(sb, rx.url), 500, "500.003.1001", "Urls are already registered")
+		assert register_c2b(sb, rx.url, ShortCode="600001").status == 200
+
+
+@pytest.mark.parametrize(
+	"style, msisdn",
+	[
+		("plain", CUSTOMER),
+		("masked", "25470****149"),
+		("hashed", hashlib.sha256(CUSTOMER.encode()).hexdigest()),
+	],
+)
+def test_c2b_simulate_confirms_to_the_registered_url(rx, style, msisdn):
+	with Sandbox(callback_delay=0.01, msisdn_style=style) as sb:
+		register_c2b(sb, rx.url)
+		response = simulate(sb)
+		assert response.status == 200
+		assert response.json["ResponseDescription"] == ACCEPTED
+		assert response.json["ResponseCode"] == "0" and "OriginatorCoversationID" in response.json
+		(received,) = rx.wait(path="/c2b/confirmation")
+		confirmation = received.json
+		assert list(confirmation) == [
+			"TransactionType",
+			"TransID",
+			"TransTime",
+			"TransAmount",
+			"BusinessShortCode",
+			"BillRefNumber",
+			"InvoiceNumber",
+			"OrgAccountBalance",
+			"ThirdPartyTransID",
+			"MSISDN",
+			"FirstName",
+			"MiddleName",
+			"LastName",
+		]
+		assert confirmation["TransactionType"] == "Pay Bill"
+		assert re.fullmatch(r"[A-Z0-9]{10}", confirmation["TransID"])
+		moment = datetime.strptime(confirmation["TransTime"], "%Y%m%d%H%M%S").replace(tzinfo=NAIROBI)
+		assert abs((moment - datetime.now(NAIROBI)).total_seconds()) < 5
+		assert (confirmation["TransAmount"], confirmation["OrgAccountBalance"]) == ("5.00", "228042.00")
+		assert (confirmation["BusinessShortCode"], confirmation["BillRefNumber"]) == (ORG, "INV-0001")
+		assert confirmation["MSISDN"] == msisdn
+		assert (confirmation["FirstName"], confirmation["MiddleName"], confirmation["LastName"]) == (
+			"JOHN",
+			"",
+			"DOE",
+		)
+		assert rx.received == [received]
+		payment = sb.payments[confirmation["TransID"]]
+		assert (payment["kind"], payment["amount"], payment["state"]) == ("c2b", 5, "completed")
+		assert sb.balances["Utility Account"] == Decimal("228042.00")
+
+
+def test_c2b_buy_goods_without_registration_is_still_paid(sb, rx):
+	assert simulate(sb, CommandID="CustomerBuyGoodsOnline", BillRefNumber=None).status == 200
+	wait_until(lambda: sb.payments)
+	assert rx.received == [] and sb.callbacks == []
+	register_c2b(sb, rx.url)
+	simulate(sb, CommandID="CustomerBuyGoodsOnline", BillRefNumber=None)
+	confirmation = rx.wait(path="/c2b/confirmation")[0].json
+	assert (confirmation["TransactionType"], confirmation["BillRefNumber"]) == ("Buy Goods", "")
+
+
+def test_c2b_validation_accepts_then_confirms(rx):
+	with Sandbox(callback_delay=0.01, c2b_validation=True) as sb:
+		register_c2b(sb, rx.url)
+		simulate(sb)
+		validation, confirmation = (received.json for received in rx.wait(count=2))
+		assert rx.received[0].path == "/c2b/validation"
+		assert validation["OrgAccountBalance"] == "" and validation["TransID"] == confirmation["TransID"]
+		assert confirmation["OrgAccountBalance"] == "228042.00"
+
+
+class _RejectingHandler(CallbackReceiver.handler_class):
+	"""Rejects payments validated at /reject; acknowledges everything else."""
+
+	def do_POST(self):
+		"""Record the callback, then answer it."""
+		self.server.service._record(self.receive())
+		if self.path == "/reject":
+			self.reply(200, {"ResultCode": "C2B00012", "ResultDesc": "Rejected"})
+		else:
+			self.reply(200, {"ResultCode": "0", "ResultDesc": "Accepted"})
+
+
+class RejectingReceiver(CallbackReceiver):
+	"""A merchant whose /reject validation URL rejects every payment."""
+
+	handler_class = _RejectingHandler
+
+
+def test_c2b_validation_rejection_stops_the_confirmation():
+	with Sandbox(callback_delay=0.01, c2b_validation=True) as sb, RejectingReceiver() as merchant:
+		register_c2b(sb, merchant.url, ValidationURL=merchant.url + "/reject")
+		simulate(sb)
+		wait_until(lambda: sb.payments)
+		(received,) = merchant.wait(path="/reject")
+		(payment,) = sb.payments.values()
+		assert payment["state"] == "rejected" and payment["receipt"] == received.json["TransID"]
+		time.sleep(0.05)
+		assert [request.path for request in merchant.received] == ["/reject"]
+		assert sb.balances["Utility Account"] == Decimal("228037.00")
+		# Not a payment: invisible to pull queries.
+		assert post(sb, PULL_QUERY, valid_body(PULL_QUERY)).json["Response"] == [[]]
+
+
+@pytest.mark.parametrize("response_type, state", [("Completed", "completed"), ("Cancelled", "cancelled")])
+def test_c2b_unreachable_validation_follows_response_type(rx, response_type, state):
+	with Sandbox(callback_delay=0.01, c2b_validation=True) as sb:
+		register_c2b(sb, rx.url, ValidationURL=NOWHERE + "/c2b/validation", ResponseType=response_type)
+		simulate(sb)
+		wait_until(lambda: sb.payments)
+		assert [payment["state"] for payment in sb.payments.values()] == [state]
+		if state == "completed":
+			rx.wait(path="/c2b/confirmation")
+		else:
+			time.sleep(0.05)
+			assert rx.received == []
+
+
+# ---- Pull -----------------------------------------------------------------------------------------
+
+
+def test_pull_register_then_again(sb):
+	first = post(sb, PULL_REGISTER, valid_body(PULL_REGISTER))
+	assert first.status == 200
+	assert set(first.json) == {"ResponseRefID", "ResponseStatus", "ShortCode", "ResponseDescription"}
+	assert (first.json["ResponseStatus"], first.json["ShortCode"]) == ("1000", ORG)
+	assert first.json["ResponseDescription"] == "Shortcode registered successfully"
+	assert post(sb, PULL_REGISTER, valid_body(PULL_REGISTER)).json["ResponseStatus"] == "1001"
+	assert sb.pull_registrations == {ORG: {"NominatedNumber": CUSTOMER, "CallBackURL": NOWHERE + "/pull"}}
+
+
+def test_pull_query_lists_the_simulated_payments_in_the_window(sb):
+	for amount in (5, 7):
+		simulate(sb, Amount=amount)
+	simulate(sb, ShortCode="600001")
+	push(sb, Amount=3, PartyB=ORG)
+	wait_until(lambda: len(sb.payments) == 4)
+	response = post(sb, PULL_QUERY, valid_body(PULL_QUERY))
+	assert response.status == 200
+	assert (response.json["ResponseCode"], response.json["ResponseMessage"]) == ("1000", "Success")
+	(entries,) = response.json["Response"]
+	assert sorted(entry["amount"] for entry in entries) == ["3.0", "5.0", "7.0"]
+	entry = next(entry for entry in entries if entry["amount"] == "5.0")
+	assert set(entry) == {
+		"transactionId",
+		"trxDate",
+		"msisdn",
+		"sender",
+		"transactiontype",
+		"billreference",
+		"amount",
+		"organizationname",
+	}
+	assert entry["transactionId"] in sb.payments
+	assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000\+03:00", entry["trxDate"])
+	assert (entry["msisdn"], entry["transactiontype"], entry["billreference"]) == (
+		int(CUSTOMER),
+		"c2b-pay-bill-debit",
+		"INV-0001",
+	)
+	later = post(sb, PULL_QUERY, {**valid_body(PULL_QUERY), "OffSetValue": "2"}).json["Response"][0]
+	assert later == entries[2:]
+	past = {**valid_body(PULL_QUERY), "EndDate": "2021-01-01 00:00:00"}
+	assert post(sb, PULL_QUERY, past).json["Response"] == [[]]
+
+
+# ---- Dynamic QR -----------------------------------------------------------------------------------
+
+
+def png_chunks(data):
+	"""(type, data) of each chunk of a PNG, CRCs checked."""
+	assert data[:8] == b"\x89PNG\r\n\x1a\n"
+	chunks, offset = [], 8
+	while offset < len(data):
+		(length,) = struct.unpack(">I", data[offset : offset + 4])
+		kind, body = data[offset + 4 : offset + 8], data[offset + 8 : offset + 8 + length]
+		assert struct.unpack(">I", data[offset + 8 + length : offset + 12 + length])[0] == zlib.crc32(
+			kind + body
+		)
+		chunks.append((kind, body))
+		offset += 12 + length
+	return chunks
+
+
+def test_dynamic_qr_is_a_png(sb):
+	response = post(sb, QR, valid_body(QR))
+	assert response.status == 200
+	assert response.json["ResponseCode"] == "00"
+	assert response.json["ResponseDescription"] == SUCCESS
+	assert re.fullmatch(r"\d{5}-\d{8}-1", response.json["RequestID"])
+	chunks = png_chunks(base64.b64decode(response.json["QRCode"], validate=True))
+	assert [kind for kind, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]
+	width, height, depth, colour = struct.unpack(">IIBB", chunks[0][1][:10])
+	assert width == height and 250 <= width <= 300 and (depth, colour) == (1, 0)
+	assert len(zlib.decompress(chunks[1][1])) == height * (1 + (width + 7) // 8)
+
+
+# ---- Initiator APIs -------------------------------------------------------------------------------
+
+
+def assert_accepted(response, originator=None):
+	"""The synchronous answer of every initiator API."""
+	assert response.status == 200
+	assert set(response.json) == {
+		"ConversationID",
+		"OriginatorConversationID",
+		"ResponseCode",
+		"ResponseDescription",
+	}
+	assert re.fullmatch(r"AG_\d{8}_[0-9a-f]{20}", response.json["ConversationID"])
+	assert response.json["OriginatorConversationID"] == originator or (
+		originator is None and re.fullmatch(r"\d{5}-\d{8}-1", response.json["OriginatorConversationID"])
+	)
+	assert (response.json["ResponseCode"], response.json["ResponseDescription"]) == ("0", ACCEPTED)
+
+
+def assert_result_base(result, response, code, description):
+	"""A Result's base fields match the synchronous answer."""
+	assert (result["ResultType"], result["ResultCode"], result["ResultDesc"]) == (0, code, description)
+	assert result["ConversationID"] == response.json["ConversationID"]
+	assert result["OriginatorConversationID"] == response.json["OriginatorConversationID"]
+	assert re.fullmatch(r"[A-Z0-9]{10}", result["TransactionID"])
+
+
+def test_b2c_success_result(sb, rx, credential):
+	body = valid_body(B2C, credential, rx.url)
+	response = post(sb, B2C, body)
+	assert_accepted(response, body["OriginatorConversationID"])
+	result = result_of(rx)
+	assert_result_base(result, response, 0, SUCCESS)
+	values = parameters(result)
+	assert list(values) == [
+		"TransactionAmount",
+		"TransactionReceipt",
+		"B2CRecipientIsRegisteredCustomer",
+		"B2CChargesPaidAccountAvailableFunds",
+		"ReceiverPartyPublicName",
+		"TransactionCompletedDateTime",
+		"B2CUtilityAccountAvailableFunds",
+		"B2CWorkingAccountAvailableFunds",
+	]
+	assert values["TransactionAmount"] == 10 and values["TransactionReceipt"] == result["TransactionID"]
+	assert values["B2CRecipientIsRegisteredCustomer"] == "Y"
+	assert values["ReceiverPartyPublicName"] == f"{CUSTOMER} - JOHN DOE"
+	assert re.fullmatch(r"\d\d\.\d\d\.\d{4} \d\d:\d\d:\d\d", values["TransactionCompletedDateTime"])
+	assert values["B2CUtilityAccountAvailableFunds"] == 228027.0
+	assert values["B2CWorkingAccountAvailableFunds"] == 700000.0
+	assert values["B2CChargesPaidAccountAvailableFunds"] == -1540.0
+	assert result["ReferenceData"] == {
+		"ReferenceItem": {"Key": "QueueTimeoutURL", "Value": rx.url + "/hooks/timeout"}
+	}
+	assert sb.payments[result["TransactionID"]]["kind"] == "b2c"
+	entry = sb.results[response.json["ConversationID"]]
+	assert (entry["api"], entry["state"], entry["credential_valid"]) == ("b2c", "final", True)
+	assert (entry["url"], entry["payload"]) == (rx.url + "/hooks/result", {"Result": result})
+	assert entry["request"]["PartyB"] == CUSTOMER
+
+
+def test_b2c_duplicate_originator_conversation_id(sb, credential):
+	body = valid_body(B2C, credential)
+	assert post(sb, B2C, body).status == 200
+	response = post(sb, B2C, body)
+	assert_envelope(response, 500, "500.002.1001", "Duplicate OriginatorConversationID")
+	assert len(sb.results) == 1
+
+
+@pytest.mark.parametrize(
+	"make, name",
+	[
+		(lambda: encrypt("wrong password"), DEFAULT_INITIATOR_NAME),
+		(lambda: encrypt(DEFAULT_INITIATOR_PASSWORD, padding="oaep"), DEFAULT_INITIATOR_NAME),
+		(lambda: "bm90IGEgY3JlZGVudGlhbA==", DEFAULT_INITIATOR_NAME),
+		(lambda: "not-base64!", DEFAULT_INITIATOR_NAME),
+		(None, "someone"),
+	],
+	ids=["wrong-password", "oaep", "not-rsa", "not-base64", "wrong-name"],
+)
+def test_wrong_initiator_is_accepted_then_fails_with_2001(sb, rx, credential, make, name):
+	body = {**valid_body(B2C, make() if make else credential, rx.url), "InitiatorName": name}
+	response = post(sb, B2C, body)
+	assert_accepted(response, body["OriginatorConversationID"])
+	result = result_of(rx)
+	assert (result["ResultCode"], result["ResultDesc"]) == (2001, "The initiator information is invalid.")
+	assert set(result) == BASE_RESULT_KEYS
+	assert re.fullmatch(r"[A-Z]{3}0{7}", result["TransactionID"])
+	assert sb.payments == {}
+
+
+def test_initiator_configuration(rx):
+	password = "Another#Pass1"
+	with Sandbox(callback_delay=0.01, initiator_name="apiop", initiator_password=password) as sb:
+		body = {**valid_body(BALANCE, encrypt(password), rx.url), "Initiator": "apiop"}
+		assert_accepted(post(sb, BALANCE, body))
+		assert result_of(rx)["ResultCode"] == 0
+
+
+@pytest.mark.parametrize("phone, outcome", [(p, o) for p, o in B2C_OUTCOMES.items() if o != QUEUE_TIMEOUT])
+def test_b2c_outcome_chosen_by_phone(sb, rx, credential, phone, outcome):
+	response = initiate(sb, B2C, credential, rx.url, PartyB=phone)
+	result = result_of(rx)
+	assert_result_base(result, response, *outcome)
+	assert set(result) == BASE_RESULT_KEYS
+	assert sb.payments == {}
+
+
+def test_b2c_queue_timeout_goes_to_the_queue_timeout_url(sb, rx, credential):
+	(phone,) = [phone for phone, outcome in B2C_OUTCOMES.items() if outcome == QUEUE_TIMEOUT]
+	response = initiate(sb, B2C, credential, rx.url, PartyB=phone)
+	result = result_of(rx, "/hooks/timeout")
+	assert_result_base(result, response, *QUEUE_TIMEOUT)
+	time.sleep(0.05)
+	assert [request.path for request in rx.received] == ["/hooks/timeout"]
+	assert sb.results[response.json["ConversationID"]]["url"] == rx.url + "/hooks/timeout"
+
+
+@pytest.mark.parametrize("path", [B2B, TAX])
+def test_b2b_and_tax_success_result(sb, rx, credential, path):
+	response = initiate(sb, path, credential, rx.url)
+	assert_accepted(response)
+	result = result_of(rx)
+	assert_result_base(result, response, 0, SUCCESS)
+	values = parameters(result)
+	assert list(values) == [
+		"DebitAccountBalance",
+		"Amount",
+		"DebitPartyAffectedAccountBalance",
+		"TransCompletedTime",
+		"DebitPartyCharges",
+		"ReceiverPartyPublicName",
+		"Currency",
+		"InitiatorAccountCurrentBalance",
+	]
+	balance = "{Amount={CurrencyCode=KES, MinimumAmount=69990000, BasicAmount=699900.00}}"
+	assert values["DebitAccountBalance"] == values["InitiatorAccountCurrentBalance"] == balance
+	assert values["Amount"] == "100.00" and values["Currency"] == "KES"
+	assert values["DebitPartyAffectedAccountBalance"] == "Working Account|KES|699900.00|699900.00|0.00|0.00"
+	assert re.fullmatch(r"\d{14}", values["TransCompletedTime"])
+	public = "572572 - Kenya Revenue Authority" if path == TAX else "600001 - Sandbox Organization"
+	assert values["ReceiverPartyPublicName"] == public
+	reference = "353353" if path == TAX else "ACC-1"
+	assert result["ReferenceData"]["ReferenceItem"] == [
+		{"Key": "BillReferenceNumber", "Value": reference},
+		{"Key": "QueueTimeoutURL", "Value": rx.url + "/hooks/timeout"},
+	]
+
+
+@pytest.mark.parametrize("party, outcome", B2B_OUTCOMES.items())
+def test_b2b_outcome_chosen_by_party_b(sb, rx, credential, party, outcome):
+	response = initiate(sb, B2B, credential, rx.url, PartyB=party)
+	path = "/hooks/timeout" if outcome == QUEUE_TIMEOUT else "/hooks/result"
+	result = result_of(rx, path)
+	assert_result_base(result, response, *outcome)
+	assert set(result) == BASE_RESULT_KEYS
+
+
+def test_account_balance_result(sb, rx, credential):
+	response = initiate(sb, BALANCE, credential, rx.url)
+	result = result_of(rx)
+	assert_result_base(result, response, 0, SUCCESS)
+	values = parameters(result)
+	assert values["AccountBalance"] == (
+		"Working Account|KES|700000.00|700000.00|0.00|0.00&Float Account|KES|0.00|0.00|0.00|0.00"
+		"&Utility Account|KES|228037.00|228037.00|0.00|0.00&Charges Paid Account|KES|-1540.00|-1540.00|0.00|0.00"
+		"&Organization Settlement Account|KES|0.00|0.00|0.00|0.00"
+	)
+	assert isinstance(values["BOCompletedTime"], int) and len(str(values["BOCompletedTime"])) == 14
+
+
+def test_transaction_status_finds_the_sandbox_payments(sb, rx, credential):
+	payout = initiate(sb, B2C, credential, rx.url)
+	receipt = result_of(rx)["TransactionID"]
+	push(sb, callback_url=rx.url + "/hooks/stk", Amount=3)
+	stk_receipt = rx.wait(path="/hooks/stk")[0].json["Body"]["stkCallback"]["CallbackMetadata"]["Item"][1][
+		"Value"
+	]
+
+	initiate(sb, STATUS, credential, rx.url, TransactionID=receipt)
+	values = parameters(result_of(rx, count=2))
+	assert list(values) == [
+		"DebitPartyName",
+		"CreditPartyName",
+		"OriginatorConversationID",
+		"InitiatedTime",
+		"DebitAccountType",
+		"DebitPartyCharges",
+		"TransactionReason",
+		"ReasonType",
+		"TransactionStatus",
+		"FinalisedTime",
+		"Amount",
+		"ConversationID",
+		"ReceiptNo",
+	]
+	assert (values["DebitPartyName"], values["CreditPartyName"]) == (
+		f"{ORG} - Sandbox Organization",
+		f"{CUSTOMER} - JOHN DOE",
+	)
+	assert values["OriginatorConversationID"] == payout.json["OriginatorConversationID"]
+	assert values["ConversationID"] == payout.json["ConversationID"]
+	assert (values["TransactionStatus"], values["Amount"], values["ReceiptNo"]) == ("Completed", 10, receipt)
+	assert values["TransactionReason"] == "<missing>" and values["DebitAccountType"] == "Utility Account"
+	assert values["ReasonType"] == "Business Payment to Customer via API"
+	assert isinstance(values["InitiatedTime"], int) and len(str(values["InitiatedTime"])) == 14
+
+	initiate(
+		sb, STATUS, credential, rx.url, TransactionID="", OriginalConversationID=payout.json["ConversationID"]
+	)
+	assert parameters(result_of(rx, count=3))["ReceiptNo"] == receipt
+	initiate(sb, STATUS, credential, rx.url, TransactionID=stk_receipt)
+	values = parameters(result_of(rx, count=4))
+	assert (values["ReceiptNo"], values["Amount"], values["DebitAccountType"]) == (
+		stk_receipt,
+		3,
+		"MMF Account For Customer",
+	)
+
+	unknown = initiate(sb, STATUS, credential, rx.url, TransactionID="NOSUCHTX01")
+	result = result_of(rx, count=5)
+	assert_result_base(result, unknown, 2032, "The transaction receipt number does not exist.")
+	assert set(result) == BASE_RESULT_KEYS
+
+
+def test_reversal_once_then_r000001_and_unknown_r000002(sb, rx, credential):
+	register_c2b(sb, rx.url)
+	simulate(sb, Amount=50)
+	transaction_id = rx.wait(path="/c2b/confirmation")[0].json["TransID"]
+
+	first = initiate(sb, REVERSAL, credential, rx.url, TransactionID=transaction_id, Amount=50)
+	result = result_of(rx)
+	assert_result_base(result, first, 0, SUCCESS)
+	values = parameters(result)
+	assert list(values) == [
+		"DebitAccountBalance",
+		"Amount",
+		"TransCompletedTime",
+		"OriginalTransactionID",
+		"Charge",
+		"CreditPartyPublicName",
+		"DebitPartyPublicName",
+	]
+	assert values["DebitAccountBalance"] == "Utility Account|KES|228037.00|228037.00|0.00|0.00"
+	assert (values["Amount"], values["OriginalTransactionID"], values["Charge"]) == (50, transaction_id, 0)
+	assert values["CreditPartyPublicName"] == f"{CUSTOMER} - JOHN DOE"
+	assert values["DebitPartyPublicName"] == f"{ORG} - Sandbox Organization"
+	assert sb.payments[transaction_id]["state"] == "reversed"
+	assert sb.balances["Utility Account"] == Decimal("228037.00")
+
+	again = initiate(sb, REVERSAL, credential, rx.url, TransactionID=transaction_id, Amount=50)
+	result = result_of(rx, count=2)
+	assert_result_base(result, again, "R000001", "The transaction has already been reversed")
+	assert set(result) == BASE_RESULT_KEYS
+	unknown = initiate(sb, REVERSAL, credential, rx.url, TransactionID="NOSUCHTX01")
+	assert_result_base(result_of(rx, count=3), unknown, "R000002", "The OriginalTransactionID is invalid.")
+
+
+# ---- Quirks ---------------------------------------------------------------------------------------
+
+
+def test_quirks_numbers_as_strings_and_single_parameter(sb, rx, credential):
+	sb.quirks = {"numbers_as_strings", "single_parameter"}
+	initiate(sb, B2C, credential, rx.url)
+	result = result_of(rx)
+	assert (result["ResultType"], result["ResultCode"]) == ("0", "0")
+	assert result["ResultParameters"]["ResultParameter"] == {"Key": "TransactionAmount", "Value": "10.00"}
+	wait_until(lambda: sb.callbacks)
+	assert sb.callbacks[0].payload == {"Result": result}
+
+
+def test_quirks_strings_as_numbers_and_value_missing(rx, credential):
+	quirks = ["strings_as_numbers", "value_missing"]
+	with Sandbox(callback_delay=0.01, msisdn_style="plain", quirks=quirks) as sb:
+		assert sb.quirks == frozenset(quirks)
+		register_c2b(sb, rx.url)
+		simulate(sb)
+		confirmation = rx.wait(path="/c2b/confirmation")[0].json
+		assert (confirmation["TransAmount"], confirmation["OrgAccountBalance"]) == (5, 228042)
+		assert isinstance(confirmation["TransTime"], int)
+		assert confirmation["MSISDN"] == CUSTOMER and confirmation["BusinessShortCode"] == ORG
+		initiate(sb, B2C, credential, rx.url)
+		values = parameters(result_of(rx))
+		assert values["B2CUtilityAccountAvailableFunds"] == "<missing>"
+		assert values["B2CChargesPaidAccountAvailableFunds"] == "<missing>"
+		assert values["TransactionAmount"] == 10 and values["B2CWorkingAccountAvailableFunds"] == 700000
+		initiate(sb, B2B, credential, rx.url)
+		values = parameters(result_of(rx, count=2))
+		assert values["Amount"] == 100 and isinstance(values["TransCompletedTime"], int)
+		assert values["DebitPartyCharges"] == "<missing>"
+
+
+def test_quirks_apply_to_stk_callbacks(sb, rx):
+	sb.quirks = ["numbers_as_strings"]
+	push(sb, callback_url=rx.url + "/hooks/stk", Amount=25)
+	callback = rx.wait()[0].json["Body"]["stkCallback"]
+	assert callback["ResultCode"] == "0"
+	values = {item["Name"]: item.get("Value") for item in callback["CallbackMetadata"]["Item"]}
+	assert (values["Amount"], values["PhoneNumber"]) == ("25.00", CUSTOMER)
+
+
+def test_quirks_checked(sb):
+	assert set(QUIRKS) == {"strings_as_numbers", "numbers_as_strings", "single_parameter", "value_missing"}
+	with pytest.raises(ValueError):
+		sb.quirks = ["sideways"]
+	with pytest.raises(ValueError):
+		Sandbox(quirks=["strings_as_numbers", "numbers_as_strings"])
+	with pytest.raises(ValueError):
+		Sandbox(msisdn_style="scrambled")
+	assert sb.quirks == frozenset()
+	assert call(sb, "POST", "/__sandbox__/quirks", {"quirks": ["single_parameter"]}).status == 200
+	assert sb.quirks == {"single_parameter"}
+	assert call(sb, "POST", "/__sandbox__/quirks", {"quirks": ["sideways"]}).status == 400
+	assert call(sb, "POST", "/__sandbox__/quirks", {"quirks": "single_parameter"}).status == 400
+	assert sb.quirks == {"single_parameter"}
+
+
+# ---- State ----------------------------------------------------------------------------------------
+
+
+def test_faults_apply_to_the_new_apis(sb, credential):
+	sb.fault(B2C, "status", status=503, times=1)
+	assert_envelope(post(sb, B2C, valid_body(B2C, credential)), 503, "503.001.01", "Service Unavailable")
+	sb.fault("*", "reset", times=1)
+	with pytest.raises((ConnectionError, ssl.SSLError)):
+		post(sb, QR, valid_body(QR))
+	assert post(sb, B2C, valid_body(B2C, credential)).status == 200
+	assert sb.count(B2C) == 2 and sb.count(QR) == 1
+	assert len(sb.results) == 1
+
+
+def test_reset_forgets_payments_results_and_registrations(sb, rx, credential):
+	register_c2b(sb, rx.url)
+	post(sb, PULL_REGISTER, valid_body(PULL_REGISTER))
+	simulate(sb)
+	initiate(sb, B2C, credential, rx.url)
+	rx.wait(count=2)
+	wait_until(lambda: len(sb.callbacks) == 2)
+	sb.quirks = ["single_parameter"]
+	sb.reset()
+	assert (sb.c2b_urls, sb.pull_registrations, sb.results, sb.payments) == ({}, {}, {}, {})
+	assert sb.balances["Utility Account"] == Decimal("228037.00")
+	assert sb.quirks == {"single_parameter"}
+
+
+def test_stk_success_is_a_payment(sb, rx):
+	push(sb, callback_url=rx.url + "/hooks/stk", Amount=25)
+	items = rx.wait()[0].json["Body"]["stkCallback"]["CallbackMetadata"]["Item"]
+	payment = sb.payments[items[1]["Value"]]
+	assert (payment["kind"], payment["amount"], payment["msisdn"], payment["state"]) == (
+		"stk",
+		25,
+		CUSTOMER,
+		"completed",
+	)
+	assert sb.balances["Utility Account"] == Decimal("228062.00")

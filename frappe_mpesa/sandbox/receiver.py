@@ -37,12 +37,19 @@ class CallbackReceiver(HttpsService):
 		with self._arrived:
 			return list(self._received)
 
-	def wait(self, count=1, timeout=10.0):
-		"""Block until at least ``count`` callbacks arrived and return them all; TimeoutError otherwise."""
+	def wait(self, count=1, timeout=10.0, path=None):
+		"""Block until at least ``count`` callbacks arrived (to ``path`` only, if given) and return them all
+		(those to ``path``); TimeoutError otherwise."""
+
+		def arrived():
+			"""The callbacks that count, oldest first; called with the condition held."""
+			return [request for request in self._received if path is None or request.path == path]
+
 		with self._arrived:
-			if not self._arrived.wait_for(lambda: len(self._received) >= count, timeout):
-				raise TimeoutError(f"{len(self._received)} of {count} callbacks arrived within {timeout} s")
-			return list(self._received)
+			if not self._arrived.wait_for(lambda: len(arrived()) >= count, timeout):
+				where = "" if path is None else f" to {path}"
+				raise TimeoutError(f"{len(arrived())} of {count} callbacks{where} arrived within {timeout} s")
+			return arrived()
 
 	def _record(self, request):
 		"""Keep a callback and wake the waiters."""

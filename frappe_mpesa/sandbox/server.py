@@ -1,50 +1,56 @@
-"""Local HTTPS simulator of Safaricom's Daraja API, standard library only.
+"""Local HTTPS simulator of Safaricom's Daraja API, standard library only (plus the ``openssl`` command).
 
-It answers like Daraja: OAuth tokens, STK push and STK query, the ``{"requestId", "errorCode",
-"errorMessage"}`` envelope with the HTTP status taken from the code's prefix, and the STK callback POSTed
-to the CallBackURL ``callback_delay`` seconds after the push.
+It answers like Daraja: OAuth tokens; STK push and query; C2B URL registration (v2, and v1) and
+simulation; B2C (v3), B2B, tax remittance, transaction status, account balance and reversal; dynamic QR;
+pull registration and query. Errors use the ``{"requestId", "errorCode", "errorMessage"}`` envelope with
+the HTTP status taken from the code's prefix; a missing or malformed field is 400.002.02 "Bad Request -
+Invalid <Field>". Every API but OAuth needs a live Bearer token.
 
 Wrong consumer key or secret: HTTP 400 with ``{"resultCode": "999991", "resultDesc": "Invalid client id
 passed"}`` (Daraja answers 400 "Bad Request - Invalid Credentials", with that body or none). A token is
 valid for ``token_ttl`` seconds and issuing one does not revoke the others.
 
-The STK outcome is chosen by the push's PhoneNumber (``STK_OUTCOMES``):
+Callbacks go out ``callback_delay`` seconds after the request and are recorded in ``callbacks``:
 
-=============  ==========  ===================================================================
-PhoneNumber    ResultCode  ResultDesc
-=============  ==========  ===================================================================
-254700000001   1           The balance is insufficient for the transaction.
-254700001032   1032        Request cancelled by user
-254700001037   1037        DS timeout user cannot be reached
-254700002001   2001        The initiator information is invalid.  (wrong PIN)
-254700000017   17          Rule limited.  (same amount to the same customer within 2 minutes)
-254700001001   1001        Unable to lock subscriber, a transaction is already in process ...
-254700001019   1019        Transaction has expired
-any other      0           The service request is processed successfully.
-=============  ==========  ===================================================================
+- STK: the callback to the CallBackURL, outcome chosen by PhoneNumber (``STK_OUTCOMES``, else 0). Only a
+  success carries ``CallbackMetadata``, whose Balance item has no Value, as Daraja's does. A transaction
+  is "pending" until its callback is dispatched, then "final" (``transactions``); STK query answers HTTP
+  500 "The transaction is being processed" while it is pending.
+- C2B simulate: when URLs are registered for the ShortCode, the validation body to the ValidationURL
+  first if ``c2b_validation`` (a ResultCode other than 0 rejects the payment: no confirmation; no usable
+  answer: the registered ResponseType decides), then the confirmation to the ConfirmationURL. MSISDN as
+  ``msisdn_style`` says: "plain", "masked" (25470****149) or "hashed" (hex SHA-256, Daraja since 2024).
+- Initiator APIs (B2C, B2B, tax, status, balance, reversal): ``{"Result": {...}}`` to the ResultURL.
+  The SecurityCredential is decrypted with ``MPESA_TEST_KEY`` by ``openssl``; a wrong initiator name,
+  password, padding or certificate still gets the synchronous acceptance, then ResultCode 2001. B2C and
+  B2B outcomes come from ``B2C_OUTCOMES`` / ``B2B_OUTCOMES`` keyed by PartyB; ``QUEUE_TIMEOUT`` there
+  means no result but a notification of the same shape to the QueueTimeOutURL. Failures carry only the
+  base Result fields and ReferenceData. Status and reversal look the transaction up among the
+  sandbox's own payments (``payments``); reversal answers R000001 for a second reversal and R000002 for
+  an unknown TransactionID. Each request is kept in ``results`` by ConversationID.
 
-Only a successful callback carries ``CallbackMetadata``, whose Balance item has no Value, as Daraja's
-does. A transaction is "pending" until its callback is dispatched, then "final"; STK query answers
-HTTP 500 "The transaction is being processed" while it is pending.
+Payments move balances in the sandbox's books (``balances``), which account balance reports. ``quirks``
+(``QUIRKS``) makes callbacks look like Daraja's odder ones: "strings_as_numbers", "numbers_as_strings",
+"single_parameter" (one object instead of a list) and "value_missing" (some items without a Value).
 
 Faults (``Sandbox.fault``) disturb matching requests; the first installed fault whose path matches
 (or is ``"*"``) applies, and ``times=N`` removes it after N requests. ``FAULT_MODES`` lists the modes.
 
 Control endpoints, which need no token and are never recorded or faulted, let another process drive
-a sandbox: ``GET /__sandbox__/stats``, ``POST /__sandbox__/fault``, ``POST /__sandbox__/reset``.
+a sandbox: ``GET /__sandbox__/stats``, ``POST /__sandbox__/fault``, ``POST /__sandbox__/quirks``,
+``POST /__sandbox__/reset``.
 
-A new Daraja API is one ``@json_api`` handler plus one line in ``ROUTES``.
+A new Daraja API is one ``@json_api`` handler plus one line in ``ROUTES``. See README.md for the tables.
 """
 
 import base64
 import binascii
+import copy
 import functools
 import hmac
 import http.client
 import itertools
 import json
-import re
-import secrets
 import socket
 import ssl
 import string
@@ -55,137 +61,114 @@ import urllib.error
 import urllib.request
 from collections import Counter, namedtuple
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
+from frappe_mpesa.sandbox import apis
+from frappe_mpesa.sandbox.books import COMPLETED, UTILITY, Ledger
+from frappe_mpesa.sandbox.payloads import (
+	B2B_OUTCOMES,
+	B2C_OUTCOMES,
+	FINAL,
+	MSISDN_STYLES,
+	PENDING,
+	QUEUE_TIMEOUT,
+	QUIRKS,
+	STK_OUTCOMES,
+	STK_SUCCESS,
+	Initiated,
+	c2b_payload,
+	check_quirks,
+	customer_payment,
+	dress,
+	initiator_result,
+	pull_entry,
+	stk_callback_payload,
+	validation_verdict,
+)
+from frappe_mpesa.sandbox.protocol import (
+	AMOUNT,
+	INVALID_JSON,
+	INVALID_TOKEN,
+	METHOD_NOT_ALLOWED,
+	NAIROBI,
+	NOT_BLANK,
+	PHONE,
+	RESOURCE_NOT_FOUND,
+	SHORTCODE,
+	URL,
+	DarajaError,
+	Reply,
+	check_fields,
+	conversation_id,
+	digits,
+	envelope,
+	invalid,
+	json_api,
+	nairobi_now,
+	random_text,
+	request_id,
+)
 from frappe_mpesa.sandbox.service import CA_FILE, Handler, HttpsService
+
+__all__ = [
+	"B2B_OUTCOMES",
+	"B2C_OUTCOMES",
+	"DEFAULT_CONSUMER_KEY",
+	"DEFAULT_CONSUMER_SECRET",
+	"DEFAULT_INITIATOR_NAME",
+	"DEFAULT_INITIATOR_PASSWORD",
+	"DEFAULT_PASSKEY",
+	"DEFAULT_SHORTCODE",
+	"FAULT_MODES",
+	"MSISDN_STYLES",
+	"QUEUE_TIMEOUT",
+	"QUIRKS",
+	"STK_OUTCOMES",
+	"STK_SUCCESS",
+	"Sandbox",
+]
 
 DEFAULT_CONSUMER_KEY = "frappeMpesaSandboxConsumerKey"
 DEFAULT_CONSUMER_SECRET = "frappeMpesaSandboxConsumerSecret"
-# Safaricom's public sandbox shortcode and passkey.
+# Safaricom's public sandbox shortcode, passkey and initiator.
 DEFAULT_SHORTCODE = "174379"
 DEFAULT_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
-
-STK_SUCCESS = (0, "The service request is processed successfully.")
-STK_OUTCOMES = {
-	"254700000001": (1, "The balance is insufficient for the transaction."),
-	"254700001032": (1032, "Request cancelled by user"),
-	"254700001037": (1037, "DS timeout user cannot be reached"),
-	"254700002001": (2001, "The initiator information is invalid."),
-	"254700000017": (17, "Rule limited."),
-	"254700001001": (
-		1001,
-		"Unable to lock subscriber, a transaction is already in process for the current subscriber",
-	),
-	"254700001019": (1019, "Transaction has expired"),
-}
+DEFAULT_INITIATOR_NAME = "testapi"
+DEFAULT_INITIATOR_PASSWORD = "Safaricom999!*!"
 
 OAUTH_PATH = "/oauth/v1/generate"
 STK_PUSH_PATH = "/mpesa/stkpush/v1/processrequest"
 STK_QUERY_PATH = "/mpesa/stkpushquery/v1/query"
 CONTROL_PREFIX = "/__sandbox__/"
 
-NAIROBI = timezone(timedelta(hours=3), "EAT")
 TIMESTAMP_TOLERANCE = 300
 CALLBACK_TIMEOUT = 5
+# Callback answers are read up to this size, enough for any acknowledgement.
+CALLBACK_ANSWER_BYTES = 64 * 1024
 OVERSIZE_BYTES = 2 * 1024 * 1024
 MALFORMED_BODY = b'{"access_token": "abc",'
 BAD_CLIENT_BODY = {"resultCode": "999991", "resultDesc": "Invalid client id passed"}
 STK_ACCEPTED = "Success. Request accepted for processing"
-BANNED_URL_WORDS = ("mpesa", "m-pesa", "safaricom", "exe", "exec", "cmd", "sql", "query")
-PENDING, FINAL = "pending", "final"
+DUPLICATE_ORIGINATOR = ("500.002.1001", "Duplicate OriginatorConversationID")
+URLS_REGISTERED = ("500.003.1001", "Urls are already registered")
 
-INVALID_TOKEN = ("404.001.03", "Invalid Access Token")
-INVALID_JSON = ("400.002.05", "Invalid JSON payload")
-RESOURCE_NOT_FOUND = ("404.001.01", "Resource not found")
-METHOD_NOT_ALLOWED = ("405.001", "Method Not Allowed")
-
-SHORTCODE = r"\d{5,7}"
-PHONE = r"254[71]\d{8}"
-NOT_BLANK = r"\S+"
 # Lipa Na M-Pesa credentials, common to the STK push and query bodies.
 LNM_FIELDS = {"BusinessShortCode": SHORTCODE, "Password": NOT_BLANK, "Timestamp": r"\d{14}"}
 # An optional field is one whose pattern accepts the empty string.
 STK_PUSH_FIELDS = {
 	**LNM_FIELDS,
 	"TransactionType": r"CustomerPayBillOnline|CustomerBuyGoodsOnline",
-	"Amount": r"[1-9]\d*",
+	"Amount": AMOUNT,
 	"PartyA": PHONE,
 	"PartyB": SHORTCODE,
 	"PhoneNumber": PHONE,
-	"CallBackURL": r"https?://[^/\s]+\S*",
+	"CallBackURL": URL,
 	"AccountReference": r".{1,12}",
 	"TransactionDesc": r".{0,13}",
 }
 STK_QUERY_FIELDS = {**LNM_FIELDS, "CheckoutRequestID": NOT_BLANK}
 
-Reply = namedtuple("Reply", "status body")
 Callback = namedtuple("Callback", "url payload result")
-
-
-class DarajaError(Exception):
-	"""An error answered with Daraja's envelope; the HTTP status is the code's prefix."""
-
-	def __init__(self, code, message):
-		super().__init__(f"{code} {message}")
-		self.code = code
-		self.message = message
-
-	def reply(self):
-		"""The error as a response."""
-		return Reply(int(self.code.split(".")[0]), envelope(self.code, self.message))
-
-
-def invalid(field):
-	"""Daraja's error for a missing or malformed field."""
-	return DarajaError("400.002.02", f"Bad Request - Invalid {field}")
-
-
-def envelope(code, message):
-	"""Daraja's error body."""
-	return {"requestId": request_id(), "errorCode": code, "errorMessage": message}
-
-
-def random_text(alphabet, length):
-	"""Random characters from alphabet."""
-	return "".join(secrets.choice(alphabet) for _ in range(length))
-
-
-def digits(count):
-	"""Random decimal digits."""
-	return random_text(string.digits, count)
-
-
-def request_id():
-	"""A Daraja-style request id, e.g. 16813-15905133-1."""
-	return f"{digits(5)}-{digits(8)}-1"
-
-
-def nairobi_now():
-	"""Current time in Africa/Nairobi (UTC+3, no DST), whatever the host's time zone."""
-	return datetime.now(NAIROBI)
-
-
-def check_fields(body, schema):
-	"""Check body against schema (field -> pattern) and return the values as text; numbers count as text."""
-	values = {}
-	for name, pattern in schema.items():
-		value = body.get(name)
-		if value is None:
-			value = ""
-		elif isinstance(value, int) and not isinstance(value, bool):
-			value = str(value)
-		# ASCII: \d must not accept other scripts' digits.
-		if not isinstance(value, str) or not re.fullmatch(pattern, value, re.ASCII):
-			raise invalid(name)
-		values[name] = value
-	return values
-
-
-def check_callback_url(url):
-	"""Refuse a callback URL containing a word Daraja bans, in any case."""
-	lowered = url.lower()
-	if any(word in lowered for word in BANNED_URL_WORDS):
-		raise invalid("CallBackURL")
 
 
 def check_credentials(sandbox, values):
@@ -201,19 +184,6 @@ def check_credentials(sandbox, values):
 	)
 	if not hmac.compare_digest(expected, values["Password"].encode()):
 		raise DarajaError("500.001.1001", "Wrong credentials")
-
-
-def json_api(handler):
-	"""Make handler(sandbox, body) a Daraja API route: a valid Bearer token first, then a JSON object body."""
-
-	@functools.wraps(handler)
-	def route(sandbox, request):
-		sandbox._check_token(request.header("Authorization"))
-		if not isinstance(request.json, dict):
-			raise DarajaError(*INVALID_JSON)
-		return handler(sandbox, request.json)
-
-	return route
 
 
 def oauth(sandbox, request):
@@ -237,9 +207,8 @@ def oauth(sandbox, request):
 def stk_push(sandbox, body):
 	"""M-Pesa Express: accept the push and schedule its callback."""
 	values = check_fields(body, STK_PUSH_FIELDS)
-	check_callback_url(values["CallBackURL"])
 	check_credentials(sandbox, values)
-	transaction = sandbox._begin_stk(int(values["Amount"]), values["PhoneNumber"], values["CallBackURL"])
+	transaction = sandbox._begin_stk(values)
 	return Reply(
 		200,
 		{
@@ -279,11 +248,16 @@ def control_stats(sandbox, request):
 	return Reply(200, {"counts": dict(Counter(recorded.path for recorded in sandbox.requests))})
 
 
-def control_fault(sandbox, request):
-	"""Install a fault from a JSON body {"path", "mode", "times", ...params}."""
+def control_body(request):
+	"""The JSON object body of a control request, as a copy."""
 	if not isinstance(request.json, dict):
 		raise DarajaError(*INVALID_JSON)
-	params = dict(request.json)
+	return dict(request.json)
+
+
+def control_fault(sandbox, request):
+	"""Install a fault from a JSON body {"path", "mode", "times", ...params}."""
+	params = control_body(request)
 	try:
 		sandbox.fault(params.pop("path"), params.pop("mode"), times=params.pop("times", None), **params)
 	except (KeyError, ValueError) as error:
@@ -291,8 +265,20 @@ def control_fault(sandbox, request):
 	return Reply(200, {"status": "ok"})
 
 
+def control_quirks(sandbox, request):
+	"""Replace the quirks from a JSON body {"quirks": [names]}."""
+	quirks = control_body(request).get("quirks")
+	try:
+		if not isinstance(quirks, list):
+			raise TypeError("quirks must be a list of names")
+		sandbox.quirks = quirks
+	except (TypeError, ValueError) as error:
+		raise DarajaError("400.002.02", f"Bad Request - Invalid quirks: {error}") from None
+	return Reply(200, {"status": "ok"})
+
+
 def control_reset(sandbox, request):
-	"""Forget requests, faults, tokens, transactions and callbacks."""
+	"""Forget requests, faults, tokens, transactions, payments, registrations and callbacks."""
 	sandbox.reset()
 	return Reply(200, {"status": "ok"})
 
@@ -302,10 +288,24 @@ ROUTES = {
 	OAUTH_PATH: ("GET", oauth),
 	STK_PUSH_PATH: ("POST", stk_push),
 	STK_QUERY_PATH: ("POST", stk_query),
+	"/mpesa/c2b/v1/registerurl": ("POST", apis.c2b_register_v1),
+	"/mpesa/c2b/v2/registerurl": ("POST", apis.c2b_register_v2),
+	"/mpesa/c2b/v1/simulate": ("POST", apis.c2b_simulate),
+	"/mpesa/c2b/v2/simulate": ("POST", apis.c2b_simulate),
+	"/mpesa/b2c/v3/paymentrequest": ("POST", apis.b2c_payment),
+	"/mpesa/b2b/v1/paymentrequest": ("POST", apis.b2b_payment),
+	"/mpesa/b2b/v1/remittax": ("POST", apis.tax_remittance),
+	"/mpesa/transactionstatus/v1/query": ("POST", apis.transaction_status),
+	"/mpesa/accountbalance/v1/query": ("POST", apis.account_balance),
+	"/mpesa/reversal/v1/request": ("POST", apis.reversal),
+	"/mpesa/qrcode/v1/generate": ("POST", apis.dynamic_qr),
+	"/pulltransactions/v1/register": ("POST", apis.pull_register),
+	"/pulltransactions/v1/query": ("POST", apis.pull_query),
 }
 CONTROL_ROUTES = {
 	CONTROL_PREFIX + "stats": ("GET", control_stats),
 	CONTROL_PREFIX + "fault": ("POST", control_fault),
+	CONTROL_PREFIX + "quirks": ("POST", control_quirks),
 	CONTROL_PREFIX + "reset": ("POST", control_reset),
 }
 
@@ -342,10 +342,11 @@ def fault_malformed(params, answer):
 
 
 def fault_oversize(params, answer):
-	"""HTTP 200 with a JSON body of exactly ``bytes`` bytes (default 2 MiB), announced by Content-Length."""
+	"""HTTP 200 with a JSON body of exactly ``bytes`` bytes (default 2 MiB), announced by Content-Length,
+	or with ``chunked=True`` streamed in chunks without it."""
 	size = max(int(params.get("bytes", OVERSIZE_BYTES)), 2)
 	# Valid JSON, so only a size cap can stop a client from taking it.
-	return Reply(200, b"{" + b" " * (size - 2) + b"}")
+	return Reply(200, b"{" + b" " * (size - 2) + b"}", chunked=bool(params.get("chunked", False)))
 
 
 def fault_reset(params, answer):
@@ -399,29 +400,11 @@ class _StkTransaction:
 	callback_url: str
 	result_code: int
 	result_desc: str
+	shortcode: str = ""
+	command: str = ""
+	account_reference: str = ""
 	state: str = PENDING
-
-
-def stk_callback_payload(transaction):
-	"""The body Daraja POSTs to the CallBackURL once the customer has answered."""
-	callback = {
-		"MerchantRequestID": transaction.merchant_request_id,
-		"CheckoutRequestID": transaction.checkout_request_id,
-		"ResultCode": transaction.result_code,
-		"ResultDesc": transaction.result_desc,
-	}
-	if transaction.result_code == 0:
-		receipt = random_text(string.ascii_uppercase + string.digits, 10)
-		callback["CallbackMetadata"] = {
-			"Item": [
-				{"Name": "Amount", "Value": transaction.amount},
-				{"Name": "MpesaReceiptNumber", "Value": receipt},
-				{"Name": "Balance"},
-				{"Name": "TransactionDate", "Value": int(nairobi_now().strftime("%Y%m%d%H%M%S"))},
-				{"Name": "PhoneNumber", "Value": int(transaction.phone)},
-			]
-		}
-	return {"Body": {"stkCallback": callback}}
+	receipt: str = ""
 
 
 class _DarajaHandler(Handler):
@@ -438,7 +421,7 @@ class _DarajaHandler(Handler):
 		if reply is None:
 			self.reset_connection()
 		else:
-			self.reply(reply.status, reply.body)
+			self.reply(reply.status, reply.body, reply.chunked)
 
 	do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = serve
 
@@ -467,13 +450,29 @@ class Sandbox(HttpsService):
 		callback_delay=0.2,
 		token_ttl=3599,
 		callback_ca_file=CA_FILE,
+		initiator_name=DEFAULT_INITIATOR_NAME,
+		initiator_password=DEFAULT_INITIATOR_PASSWORD,
+		c2b_v2_product=True,
+		c2b_register_once=False,
+		c2b_validation=False,
+		msisdn_style="hashed",
+		quirks=(),
 	):
 		super().__init__(host, port)
+		if msisdn_style not in MSISDN_STYLES:
+			raise ValueError(f"unknown msisdn_style {msisdn_style!r}; known: {', '.join(MSISDN_STYLES)}")
 		self.ca_file = CA_FILE
 		self.callback_delay = callback_delay
 		self.token_ttl = token_ttl
+		self.initiator_name = initiator_name
+		self.c2b_v2_product = c2b_v2_product
+		self.c2b_register_once = c2b_register_once
+		self.c2b_validation = c2b_validation
+		self.msisdn_style = msisdn_style
+		self._quirks = check_quirks(quirks)
 		self._client = f"{consumer_key}:{consumer_secret}".encode()
 		self._passkey = passkey
+		self._initiator_password = initiator_password
 		# No proxy: callbacks go to the URL as given, as Daraja's would.
 		self._callback_opener = urllib.request.build_opener(
 			urllib.request.ProxyHandler({}),
@@ -483,10 +482,19 @@ class Sandbox(HttpsService):
 		self._requests = []
 		self._faults = []
 		self._tokens = {}
-		self._transactions = {}
 		self._callbacks = []
 		self._timers = {}
 		self._sequence = itertools.count()
+		self._forget()
+
+	def _forget(self):
+		"""Start the simulated world afresh: no transactions, payments, results or registrations."""
+		self._transactions = {}
+		self._results = {}
+		self._originators = set()
+		self._c2b_urls = {}
+		self._pull_registrations = {}
+		self._ledger = Ledger()
 
 	@property
 	def requests(self):
@@ -502,9 +510,61 @@ class Sandbox(HttpsService):
 
 	@property
 	def transactions(self):
-		"""CheckoutRequestID -> "pending" or "final"."""
+		"""STK pushes: CheckoutRequestID -> "pending" or "final"."""
 		with self._lock:
 			return {key: transaction.state for key, transaction in self._transactions.items()}
+
+	@property
+	def results(self):
+		"""Initiator requests by ConversationID: api, OriginatorConversationID, request (the validated
+		fields), credential_valid, state ("pending" or "final"), and the url and payload sent."""
+		with self._lock:
+			return {
+				key: {
+					"api": request.api,
+					"OriginatorConversationID": request.originator_conversation_id,
+					"request": dict(request.values),
+					"credential_valid": request.credential_valid,
+					"state": request.state,
+					"url": request.url,
+					"payload": copy.deepcopy(request.payload),
+				}
+				for key, request in self._results.items()
+			}
+
+	@property
+	def payments(self):
+		"""Payments by receipt (STK, C2B, B2C, B2B, tax), each a dict with kind, amount, parties, state..."""
+		with self._lock:
+			return {key: payment.public() for key, payment in self._ledger.payments.items()}
+
+	@property
+	def balances(self):
+		"""The organisation's accounts: name -> Decimal balance."""
+		with self._lock:
+			return dict(self._ledger.balances)
+
+	@property
+	def c2b_urls(self):
+		"""Registered C2B URLs: ShortCode -> {"ResponseType", "ConfirmationURL", "ValidationURL"}."""
+		with self._lock:
+			return {key: dict(urls) for key, urls in self._c2b_urls.items()}
+
+	@property
+	def pull_registrations(self):
+		"""Pull registrations: ShortCode -> {"NominatedNumber", "CallBackURL"}."""
+		with self._lock:
+			return {key: dict(entry) for key, entry in self._pull_registrations.items()}
+
+	@property
+	def quirks(self):
+		"""The quirks applied to callbacks, a frozenset of names from ``QUIRKS``."""
+		return self._quirks
+
+	@quirks.setter
+	def quirks(self, names):
+		"""Replace the quirks; ValueError for an unknown name or a contradiction."""
+		self._quirks = check_quirks(names)
 
 	def count(self, path=None, method=None):
 		"""Number of recorded requests, optionally only to ``path`` (no query string) or with ``method``."""
@@ -541,14 +601,15 @@ class Sandbox(HttpsService):
 			self._tokens.clear()
 
 	def reset(self):
-		"""Forget requests, faults, tokens, transactions and callbacks, and cancel callbacks not yet sent."""
+		"""Forget requests, faults, tokens, transactions, payments, registrations and callbacks, and cancel
+		callbacks not yet sent; the configuration (quirks included) stays."""
 		self._cancel_callbacks()
 		with self._lock:
 			self._requests.clear()
 			self._faults.clear()
 			self._tokens.clear()
-			self._transactions.clear()
 			self._callbacks.clear()
+			self._forget()
 
 	def stop(self):
 		"""Stop serving and cancel callbacks not yet sent."""
@@ -582,20 +643,40 @@ class Sandbox(HttpsService):
 		if expiry is None or expiry <= time.monotonic():
 			raise DarajaError(*INVALID_TOKEN)
 
-	def _begin_stk(self, amount, phone, callback_url):
+	def _schedule(self, key, function, *args):
+		"""Run function(*args) in a timer thread after callback_delay; call with the lock held."""
+		timer = threading.Timer(self.callback_delay, self._run_scheduled, (key, function, args))
+		timer.daemon = True
+		self._timers[key] = timer
+		timer.start()
+
+	def _run_scheduled(self, key, function, args):
+		"""Timer thread: run function unless its timer was cancelled meanwhile."""
+		with self._lock:
+			if self._timers.pop(key, None) is None:
+				return
+		function(*args)
+
+	def _begin_stk(self, values):
 		"""Record a pending STK transaction, schedule its callback, and return a copy of it."""
-		result_code, result_desc = STK_OUTCOMES.get(phone, STK_SUCCESS)
+		result_code, result_desc = STK_OUTCOMES.get(values["PhoneNumber"], STK_SUCCESS)
 		with self._lock:
 			# The sequence number keeps ids unique however many pushes arrive in one second.
 			checkout_request_id = f"ws_CO_{nairobi_now():%d%m%Y%H%M%S}{digits(4)}{next(self._sequence):06d}"
 			transaction = _StkTransaction(
-				request_id(), checkout_request_id, amount, phone, callback_url, result_code, result_desc
+				request_id(),
+				checkout_request_id,
+				int(values["Amount"]),
+				values["PhoneNumber"],
+				values["CallBackURL"],
+				result_code,
+				result_desc,
+				values["PartyB"],
+				values["TransactionType"],
+				values["AccountReference"],
 			)
 			self._transactions[checkout_request_id] = transaction
-			timer = threading.Timer(self.callback_delay, self._send_stk_callback, (checkout_request_id,))
-			timer.daemon = True
-			self._timers[checkout_request_id] = timer
-			timer.start()
+			self._schedule(("stk", checkout_request_id), self._send_stk_callback, checkout_request_id)
 			return replace(transaction)
 
 	def _stk_transaction(self, checkout_request_id):
@@ -607,31 +688,125 @@ class Sandbox(HttpsService):
 			return replace(transaction)
 
 	def _send_stk_callback(self, checkout_request_id):
-		"""Timer thread: make the transaction final, then POST its callback and record the result."""
+		"""Make the transaction final, book a successful payment, then POST the callback."""
 		with self._lock:
-			self._timers.pop(checkout_request_id, None)
 			transaction = self._transactions.get(checkout_request_id)
 			if transaction is None:
 				return
 			transaction.state = FINAL
-			payload = stk_callback_payload(transaction)
-		result = self._post_callback(transaction.callback_url, payload)
+			if transaction.result_code == 0:
+				payment = customer_payment(
+					"stk",
+					transaction.command,
+					transaction.amount,
+					transaction.phone,
+					transaction.shortcode,
+					transaction.account_reference,
+					(transaction.checkout_request_id, transaction.merchant_request_id),
+				)
+				transaction.receipt = payment.receipt
+				self._ledger.record(payment)
+			payload = dress(stk_callback_payload(transaction), self._quirks)
+		self._deliver(transaction.callback_url, payload)
+
+	def _register_c2b(self, values):
+		"""Keep a shortcode's C2B URLs; with c2b_register_once, a second registration is refused."""
 		with self._lock:
-			self._callbacks.append(Callback(transaction.callback_url, payload, result))
+			if self.c2b_register_once and values["ShortCode"] in self._c2b_urls:
+				raise DarajaError(*URLS_REGISTERED)
+			urls = ("ResponseType", "ConfirmationURL", "ValidationURL")
+			self._c2b_urls[values["ShortCode"]] = {name: values[name] for name in urls}
+
+	def _begin_c2b(self, values, originator):
+		"""Schedule a simulated customer payment."""
+		with self._lock:
+			self._schedule(("c2b", originator), self._complete_c2b, values, originator)
+
+	def _complete_c2b(self, values, originator):
+		"""Validate the payment if asked to, book it, then confirm it to the registered URLs."""
+		payment = customer_payment(
+			"c2b",
+			values["CommandID"],
+			int(values["Amount"]),
+			values["Msisdn"],
+			values["ShortCode"],
+			values["BillRefNumber"],
+			("", originator),
+		)
+		with self._lock:
+			urls = self._c2b_urls.get(values["ShortCode"])
+		third_party_id = ""
+		if urls is not None and self.c2b_validation:
+			validation = dress(c2b_payload(payment, self.msisdn_style), self._quirks)
+			status, answer = self._deliver(urls["ValidationURL"], validation)
+			payment.state, third_party_id = validation_verdict(status, answer, urls["ResponseType"])
+		with self._lock:
+			self._ledger.record(payment)
+			balance = f"{self._ledger.balances[UTILITY]:.2f}"
+		if urls is not None and payment.state == COMPLETED:
+			confirmation = c2b_payload(payment, self.msisdn_style, balance, third_party_id)
+			self._deliver(urls["ConfirmationURL"], dress(confirmation, self._quirks))
+
+	def _register_pull(self, values):
+		"""Register a shortcode for pull queries; False when it already was."""
+		with self._lock:
+			if values["ShortCode"] in self._pull_registrations:
+				return False
+			entry = {"NominatedNumber": values["NominatedNumber"], "CallBackURL": values["CallBackURL"]}
+			self._pull_registrations[values["ShortCode"]] = entry
+			return True
+
+	def _paid_in(self, shortcode, start, end):
+		"""Customer payments to shortcode in the window, as pull query entries."""
+		with self._lock:
+			return [pull_entry(payment) for payment in self._ledger.paid_in(shortcode, start, end)]
+
+	def _begin_initiator(self, api, values, credential_valid):
+		"""Keep an accepted initiator request and schedule its result; (ConversationID,
+		OriginatorConversationID). A reused OriginatorConversationID is refused."""
+		given = values.get("OriginatorConversationID")
+		with self._lock:
+			if given in self._originators:
+				raise DarajaError(*DUPLICATE_ORIGINATOR)
+			if given:
+				self._originators.add(given)
+			request = Initiated(api, conversation_id(), given or request_id(), values, credential_valid)
+			self._results[request.conversation_id] = request
+			self._schedule(("result", request.conversation_id), self._send_result, request)
+			return request.conversation_id, request.originator_conversation_id
+
+	def _send_result(self, request):
+		"""Work out the request's result, moving money on success, then POST it."""
+		with self._lock:
+			url, payload = initiator_result(self._ledger, request)
+			request.state, request.url, request.payload = FINAL, url, dress(payload, self._quirks)
+		self._deliver(url, request.payload)
+
+	def _deliver(self, url, payload):
+		"""POST payload and record the callback; (HTTP status or error text, the JSON answer or None)."""
+		result, answer = self._post_callback(url, payload)
+		with self._lock:
+			self._callbacks.append(Callback(url, payload, result))
+		return result, answer
 
 	def _post_callback(self, url, payload):
-		"""POST payload as JSON; the HTTP status, or the error text when no response came."""
+		"""POST payload as JSON; (HTTP status, or the error text when no response came; parsed answer)."""
 		request = urllib.request.Request(
 			url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
 		)
 		try:
 			with self._callback_opener.open(request, timeout=CALLBACK_TIMEOUT) as response:
-				return response.status
+				body = response.read(CALLBACK_ANSWER_BYTES)
+				status = response.status
 		except urllib.error.HTTPError as error:
 			error.close()
-			return error.code
+			return error.code, None
 		except (OSError, ValueError) as error:
-			return f"{type(error).__name__}: {error}"
+			return f"{type(error).__name__}: {error}", None
+		try:
+			return status, json.loads(body)
+		except ValueError:
+			return status, None
 
 	def _cancel_callbacks(self):
 		"""Cancel every scheduled callback."""

@@ -1,10 +1,12 @@
 """HTTPS plumbing shared by the Daraja simulator and the callback receiver.
 
 Certificate paths, the server TLS context, the record of a received request, and a quiet threaded
-HTTP/1.1 server that a test can start and stop.
+HTTP/1.1 server that a test can start and stop. Each TCP connection gets a serial number, recorded with
+every request that arrives on it, so tests can tell reused connections from new ones.
 """
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -26,6 +28,9 @@ MPESA_TEST_CERT_PEM = os.path.join(CERTS_DIR, "mpesa_test_cert.pem")
 MPESA_TEST_CERT_DER = os.path.join(CERTS_DIR, "mpesa_test_cert.cer")
 MPESA_TEST_KEY = os.path.join(CERTS_DIR, "mpesa_test_key.pem")
 
+# Bytes per chunk of a chunked response.
+CHUNK_BYTES = 64 * 1024
+
 logger = logging.getLogger("frappe_mpesa.sandbox")
 
 
@@ -39,7 +44,10 @@ def server_context():
 
 @dataclass(frozen=True)
 class RecordedRequest:
-	"""One received request; ``query`` maps names to last values, ``json`` is the parsed body or None."""
+	"""One received request; ``query`` maps names to last values, ``json`` is the parsed body or None.
+
+	``connection`` is the serial number of the TCP connection it came on, unique per server.
+	"""
 
 	method: str
 	path: str
@@ -48,6 +56,7 @@ class RecordedRequest:
 	body: bytes
 	json: object
 	time: float
+	connection: int = 0
 
 	def header(self, name):
 		"""The value of header ``name``, matched case-insensitively, or None."""
@@ -63,6 +72,11 @@ class Handler(BaseHTTPRequestHandler):
 	disable_nagle_algorithm = True
 	# Idle keep-alive connections are dropped after this many seconds, as real gateways do.
 	timeout = 30
+
+	def setup(self):
+		"""Number the connection before serving it."""
+		super().setup()
+		self.connection_id = next(self.server.connection_ids)
 
 	def log_message(self, format, *args):
 		"""Send http.server's access and error lines to the debug log instead of stderr."""
@@ -85,16 +99,30 @@ class Handler(BaseHTTPRequestHandler):
 			body=body,
 			json=parsed,
 			time=time.time(),
+			connection=self.connection_id,
 		)
 
-	def reply(self, status, body):
-		"""Send a complete response with Content-Length; a dict or list body is sent as JSON."""
+	def reply(self, status, body, chunked=False):
+		"""Send a response, a dict or list body as JSON: with Content-Length, or chunked without it."""
 		data = body if isinstance(body, bytes) else json.dumps(body).encode()
 		self.send_response(status)
 		self.send_header("Content-Type", "application/json")
-		self.send_header("Content-Length", str(len(data)))
+		if chunked:
+			self.send_header("Transfer-Encoding", "chunked")
+		else:
+			self.send_header("Content-Length", str(len(data)))
 		self.end_headers()
-		self.wfile.write(data)
+		if chunked:
+			self.write_chunks(data)
+		else:
+			self.wfile.write(data)
+
+	def write_chunks(self, data):
+		"""Stream data in chunked transfer coding, so its size is only known once it all arrived."""
+		for start in range(0, len(data), CHUNK_BYTES):
+			piece = data[start : start + CHUNK_BYTES]
+			self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+		self.wfile.write(b"0\r\n\r\n")
 
 
 class _Server(ThreadingHTTPServer):
@@ -107,6 +135,8 @@ class _Server(ThreadingHTTPServer):
 		self.service = service
 		self._connections = set()
 		self._connections_lock = threading.Lock()
+		# next() on a count is atomic under the GIL, so handler threads share it without a lock.
+		self.connection_ids = itertools.count(1)
 		super().__init__(address, handler_class)
 		# The handshake runs in each connection's thread: a slow or failing client never blocks accept().
 		self.socket = server_context().wrap_socket(
@@ -186,8 +216,8 @@ class HttpsService:
 		self._thread.join()
 
 	def __enter__(self):
-		"""Start on entering a ``with`` block."""
-		return self.start()
+		"""Start on entering a ``with`` block, unless already running."""
+		return self if self._server is not None else self.start()
 
 	def __exit__(self, *exc_info):
 		"""Stop on leaving it."""
