@@ -4,4 +4,35 @@ app_publisher = "frappe_mpesa developers"
 app_description = "M-Pesa (Safaricom Daraja) payments for Frappe and ERPNext, with a C core"
 app_email = "maintainers@frappe-mpesa.invalid"
 app_license = "MIT"
-required_apps = ["frappe"]
+# No required_apps: Frappe is always there, and v15's install-app resolves a bare "frappe"
+# through api.github.com, which fails on an offline bench.
+
+# Daraja refuses callback URLs containing "mpesa" (and safaricom, exe, exec, cmd, sql, query),
+# and this app's module path contains it: callbacks are served under these neutral names,
+# e.g. /api/method/daraja_stk. Every URL the app hands to Daraja is built from these.
+override_whitelisted_methods = {
+	"daraja_stk": "frappe_mpesa.callbacks.stk",
+	"daraja_c2b_validation": "frappe_mpesa.callbacks.c2b_validation",
+	"daraja_c2b_confirmation": "frappe_mpesa.callbacks.c2b_confirmation",
+	"daraja_result": "frappe_mpesa.callbacks.result",
+	"daraja_timeout": "frappe_mpesa.callbacks.timeout",
+}
+
+# What no callback resolved: STK query for Pending pushes, Transaction Status for disbursements
+# left Sent or Unknown, and callbacks kept until their record existed.
+scheduler_events = {
+	"cron": {
+		"*/5 * * * *": [
+			"frappe_mpesa.tasks.query_pending_stk",
+			"frappe_mpesa.tasks.resolve_disbursements",
+			"frappe_mpesa.tasks.match_unmatched_callbacks",
+		],
+	},
+}
+
+after_install = "frappe_mpesa.install.after_install"
+after_migrate = "frappe_mpesa.install.after_migrate"
+# frappe/payments ships a DocType of the same name, "Mpesa Settings": see install.py.
+after_app_install = "frappe_mpesa.install.after_app_install"
+before_uninstall = "frappe_mpesa.install.before_uninstall"
+after_uninstall = "frappe_mpesa.install.after_uninstall"

@@ -1,0 +1,175 @@
+"""Daraja's callbacks: guest POST endpoints at neutral paths.
+
+Daraja refuses callback URLs containing "mpesa", which this app's module path contains, so
+hooks.override_whitelisted_methods serves these functions as /api/method/daraja_stk,
+daraja_c2b_validation, daraja_c2b_confirmation, daraja_result and daraja_timeout.
+
+Each request is: size-capped and rate-limited on the address our own proxy saw; verified (the
+settings record's secret from the URL, compared in constant time, and its IP allowlist);
+parsed by the C core; applied to the record it belongs to exactly once (``records``); and
+answered with the JSON Daraja expects. Nothing here takes longer than a few queries: Daraja
+gives C2B validation about 8 s and retries nothing reliably, so a slow answer is a lost one.
+"""
+
+import time
+
+import frappe
+from frappe.utils.password import get_decrypted_password
+from werkzeug.wrappers import Response
+
+from frappe_mpesa import daraja, records, remote, urls
+
+SETTINGS = "Mpesa Settings"
+MAX_BODY = 64 * 1024
+# Per client address and settings record; Daraja's bursts stay far below this.
+DEFAULT_RATE_LIMIT = 1200
+RATE_WINDOW = 60
+REJECTED = '{"ResultCode":1,"ResultDesc":"Rejected"}'
+
+
+@frappe.whitelist(allow_guest=True, methods=["POST"])
+def stk(**_ignored):
+	return handle("stk")
+
+
+@frappe.whitelist(allow_guest=True, methods=["POST"])
+def c2b_validation(**_ignored):
+	return handle("c2b_validation")
+
+
+@frappe.whitelist(allow_guest=True, methods=["POST"])
+def c2b_confirmation(**_ignored):
+	return handle("c2b_confirmation")
+
+
+@frappe.whitelist(allow_guest=True, methods=["POST"])
+def result(**_ignored):
+	return handle("result")
+
+
+@frappe.whitelist(allow_guest=True, methods=["POST"])
+def timeout(**_ignored):
+	return handle("timeout")
+
+
+def reply(status, body):
+	return Response(body, status=status, content_type="application/json")
+
+
+def handle(kind):
+	request = frappe.request
+	length = request.content_length
+	if length is None or length > MAX_BODY:
+		return reply(413, REJECTED)
+	hook_id = request.args.get(urls.HOOK_PARAM)
+	settings = None
+	if hook_id:
+		settings = frappe.db.get_value(
+			SETTINGS,
+			{"callback_id": hook_id, "enabled": 1},
+			[
+				"name",
+				"allowlist_mode",
+				"callback_allowlist",
+				"client_ip_header",
+				"proxy_hops",
+				"business_shortcode",
+				"till_number",
+				"transaction_limit",
+				"c2b_reference_doctype",
+			],
+			as_dict=True,
+		)
+	address = client_address(settings)
+	if rate_limited(kind, address):
+		return reply(429, REJECTED)
+	if not settings or not verified(settings, request.args.get(urls.SECRET_PARAM), address, kind):
+		return reply(403, REJECTED)
+
+	body = request.get_data(cache=True)
+	try:
+		parsed = daraja.parse_callback(body, kind)
+	except daraja.ValidationError as error:
+		# From a verified sender, so worth keeping, but never applied.
+		records.log_callback(
+			settings.name, kind, body, None, records.Outcome(records.INVALID, note=str(error)), address
+		)
+		frappe.db.commit()
+		return reply(400, REJECTED)
+
+	if kind == "c2b_validation":
+		return reply(200, validate_c2b(settings, parsed))
+
+	outcome = records.apply(settings.name, kind, parsed)
+	records.log_callback(settings.name, kind, body, parsed, outcome, address)
+	frappe.db.commit()
+	if outcome.status == records.UNMATCHED:
+		# Our own request may have committed its record between our lookup and our log entry;
+		# it checks for kept callbacks after committing, and we check again after ours, so one
+		# of the two sees the other.
+		if records.match_unmatched(records.correlation_id(kind, parsed)):
+			frappe.db.commit()
+	return reply(200, daraja.ack())
+
+
+def client_address(settings):
+	"""The address our own proxy saw (never the first X-Forwarded-For entry); None if unknown."""
+	peer = frappe.request.remote_addr
+	header = (settings.client_ip_header or "").strip() if settings else ""
+	if not header:
+		return remote.client_address(peer)
+	return remote.client_address(peer, frappe.request.headers.get(header, ""), settings.proxy_hops or 1)
+
+
+def verified(settings, given_secret, address, kind):
+	expected = get_decrypted_password(SETTINGS, settings.name, "callback_secret", raise_exception=False)
+	if not expected:
+		return False
+	try:
+		allowlist = remote.allowlist_for(settings.allowlist_mode, settings.callback_allowlist)
+	except ValueError:
+		allowlist = ""  # a broken list allows nothing
+	if settings.allowlist_mode == remote.ENFORCE:
+		ok = daraja.verify_callback(expected, given_secret, address, allowlist)
+	else:
+		ok = daraja.verify_callback(expected, given_secret, address, None)
+		if (
+			ok
+			and allowlist is not None
+			and not daraja.verify_callback(expected, expected, address, allowlist)
+		):
+			frappe.logger("frappe_mpesa").warning(
+				f"{kind} callback for {settings.name} from {address}, outside the allowlist (log-only mode)"
+			)
+	if not ok:
+		frappe.logger("frappe_mpesa").warning(f"refused {kind} callback for {settings.name} from {address}")
+	return ok
+
+
+def rate_limited(kind, address):
+	"""A fixed-window counter in Redis per (kind, address); True once over the limit."""
+	limit = int(frappe.conf.get("mpesa_callback_rate_limit") or DEFAULT_RATE_LIMIT)
+	window = int(time.time() // RATE_WINDOW)
+	key = frappe.cache.make_key(f"frappe_mpesa:callback-rate:{kind}:{address}:{window}")
+	try:
+		count = frappe.cache.incr(key)
+		if count == 1:
+			frappe.cache.expire(key, RATE_WINDOW * 2)
+	except Exception:
+		# Redis down: take the callback rather than lose a payment notice.
+		return False
+	return count > limit
+
+
+def validate_c2b(settings, parsed):
+	"""Accept or reject a C2B payment before it happens (only if Safaricom enabled validation)."""
+	if str(parsed.get("BusinessShortCode")) not in records.shortcodes(settings):
+		return daraja.c2b_reject("C2B00015")
+	limit = settings.transaction_limit
+	if limit and parsed.get("TransAmount") is not None and float(parsed["TransAmount"]) > float(limit):
+		return daraja.c2b_reject("C2B00013")
+	if settings.c2b_reference_doctype:
+		reference = (parsed.get("BillRefNumber") or "").strip()
+		if not reference or not frappe.db.exists(settings.c2b_reference_doctype, reference):
+			return daraja.c2b_reject("C2B00012")
+	return daraja.c2b_accept()

@@ -1,0 +1,108 @@
+"""Redaction for anything written to a log or a log-like record: secrets removed, phones masked.
+
+Plain Python (no Frappe import). Used for Integration Request-style records, the callback log,
+and error messages that quote Daraja's answers.
+"""
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from frappe_mpesa.urls import SECRET_PARAM
+
+REDACTED = "********"
+
+# Keys whose values are secrets wherever they appear (compared without case, '_' or '-').
+SECRET_KEYS = frozenset(
+	{
+		"authorization",
+		"password",
+		"securitycredential",
+		"accesstoken",
+		"token",
+		"passkey",
+		"onlinepasskey",
+		"consumersecret",
+		"initiatorpassword",
+		"callbacksecret",
+		"secret",
+	}
+)
+# Keys whose values hold a phone number, alone or inside text ("2547... - NAME").
+PHONE_KEYS = frozenset(
+	{
+		"msisdn",
+		"phone",
+		"phonenumber",
+		"partya",
+		"partyb",
+		"receiverpartypublicname",
+		"debitpartyname",
+		"creditpartyname",
+		"nominatednumber",
+		"requester",
+		"sender",
+	}
+)
+# 9 to 15 digits, optionally after '+': long enough to be a phone, too short to be a hash.
+_PHONE = re.compile(r"(?<![0-9A-Za-z])\+?\d{9,15}(?![0-9A-Za-z])")
+
+
+def _norm(key):
+	return re.sub(r"[_\-\s]", "", str(key)).lower()
+
+
+def mask_phone(value):
+	"""2547XXXXXXXX -> 25470****149 style: the first 5 and last 3 digits stay, as Daraja masks."""
+	if value is None:
+		return value
+	text = str(value)
+
+	def mask(match):
+		digits = match.group(0)
+		plus = "+" if digits.startswith("+") else ""
+		digits = digits.lstrip("+")
+		return plus + digits[:5] + "*" * (len(digits) - 8) + digits[-3:]
+
+	return _PHONE.sub(mask, text)
+
+
+def redact_url(url):
+	"""The URL with its callback secret replaced, so a logged URL can't be replayed."""
+	try:
+		parts = urlsplit(url)
+	except ValueError:
+		return REDACTED
+	if not parts.query:
+		return url
+	query = [
+		(key, REDACTED if key == SECRET_PARAM or _norm(key) in SECRET_KEYS else value)
+		for key, value in parse_qsl(parts.query, keep_blank_values=True)
+	]
+	return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+
+
+def redact(value, key=None):
+	"""A copy of a JSON-like value with secrets replaced and phone numbers masked.
+
+	Handles Daraja's {"Name"/"Key": ..., "Value": ...} items, where the key is in the item.
+	"""
+	norm = _norm(key) if key is not None else ""
+	if norm in SECRET_KEYS:
+		return REDACTED if value not in (None, "") else value
+	if isinstance(value, dict):
+		label = value.get("Name", value.get("Key"))
+		if label is not None and "Value" in value:
+			redacted_value = redact(value["Value"], label)
+			return {**{k: redact(v, k) for k, v in value.items() if k != "Value"}, "Value": redacted_value}
+		return {k: redact(v, k) for k, v in value.items()}
+	if isinstance(value, list | tuple):
+		return [redact(item, key) for item in value]
+	if isinstance(value, str):
+		if value.startswith(("https://", "http://")):
+			return redact_url(value)
+		if norm in PHONE_KEYS:
+			return mask_phone(value)
+		return value
+	if isinstance(value, int) and not isinstance(value, bool) and norm in PHONE_KEYS:
+		return mask_phone(value)
+	return value

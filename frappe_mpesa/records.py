@@ -1,0 +1,445 @@
+"""Daraja's callbacks and query answers applied to the app's records, exactly once.
+
+Every change happens under a row lock (SELECT ... FOR UPDATE) and only along an edge of the
+status machines in ``states``: a duplicate, a replay or a late timeout changes nothing. Unique
+indexes (CheckoutRequestID, TransID, OriginatorConversationID, receipts, the callback log's
+payload hash) make concurrent copies collide in the database instead of creating two records.
+A callback whose record does not exist (yet) is kept in the Mpesa Callback Log as Unmatched and
+applied when the record appears; it is never applied to anything else.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
+
+import frappe
+from frappe.utils import flt, get_system_timezone, now_datetime
+
+from frappe_mpesa import daraja, states
+from frappe_mpesa.privacy import redact
+
+SETTINGS = "Mpesa Settings"
+EXPRESS = "Mpesa Express Request"
+C2B = "Mpesa C2B Payment Register"
+B2C = "B2C Payment Disbursement"
+INITIATOR = "Mpesa Initiator Request"
+LOG = "Mpesa Callback Log"
+
+APPLIED, DUPLICATE, UNMATCHED, MISMATCH, INVALID = "Applied", "Duplicate", "Unmatched", "Mismatch", "Invalid"
+
+
+@dataclass
+class Outcome:
+	status: str
+	reference_doctype: str | None = None
+	reference_name: str | None = None
+	note: str | None = None
+
+
+def correlation_id(kind, parsed):
+	if kind == "stk":
+		return parsed.get("CheckoutRequestID")
+	if kind in ("c2b_validation", "c2b_confirmation"):
+		return parsed.get("TransID")
+	return parsed.get("OriginatorConversationID")
+
+
+def local_datetime(value):
+	"""An aware datetime from the parser as the site's naive local time (how Frappe stores it)."""
+	if not isinstance(value, datetime):
+		return None
+	if value.tzinfo is None:
+		return value
+	return value.astimezone(ZoneInfo(get_system_timezone())).replace(tzinfo=None)
+
+
+def same_amount(received, expected):
+	"""Amounts compared to the cent; a missing or unreadable amount never matches."""
+	try:
+		return received is not None and Decimal(str(received)).quantize(Decimal("0.01")) == Decimal(
+			str(flt(expected, 2))
+		).quantize(Decimal("0.01"))
+	except (InvalidOperation, ValueError):
+		return False
+
+
+def json_text(value):
+	"""JSON for display: redacted, with Decimals and datetimes as text."""
+	return json.dumps(redact(value), indent=1, sort_keys=True, default=str)
+
+
+def lock_row(doctype, fieldname, value, fields):
+	"""The row whose ``fieldname`` is ``value``, locked until the transaction ends; or None."""
+	if not value:
+		return None
+	columns = ", ".join(f"`{field}`" for field in fields)
+	rows = frappe.db.sql(
+		f"select {columns} from `tab{doctype}` where `{fieldname}` = %s for update", (value,), as_dict=True
+	)
+	return rows[0] if rows else None
+
+
+def apply(settings_name, kind, parsed):
+	"""Apply one parsed callback; an Outcome says what happened. Never raises for a conflict."""
+	frappe.db.savepoint("frappe_mpesa_apply")
+	try:
+		if kind == "stk":
+			return apply_stk(settings_name, parsed)
+		if kind == "c2b_confirmation":
+			return apply_c2b_confirmation(settings_name, parsed)
+		if kind in ("result", "timeout"):
+			return apply_result(settings_name, kind, parsed)
+		return Outcome(INVALID, note=f"no record is kept for {kind} callbacks")
+	except (frappe.DuplicateEntryError, frappe.UniqueValidationError, frappe.db.IntegrityError) as error:
+		# Another record already holds this receipt or id: a replay aimed elsewhere, or a bug.
+		frappe.db.rollback(save_point="frappe_mpesa_apply")
+		return Outcome(MISMATCH, note=f"conflicts with an existing record ({type(error).__name__})")
+
+
+# ---- STK ------------------------------------------------------------------------------
+
+
+def apply_stk(settings_name, parsed):
+	row = lock_row(
+		EXPRESS,
+		"checkout_request_id",
+		parsed.get("CheckoutRequestID"),
+		["name", "status", "amount", "mpesa_settings", "receipt_number"],
+	)
+	if not row:
+		return Outcome(UNMATCHED, note="no Mpesa Express Request has this CheckoutRequestID")
+	found = Outcome(APPLIED, EXPRESS, row.name)
+	if row.mpesa_settings != settings_name:
+		return _mismatch(found, "the request belongs to other Mpesa Settings")
+	new = states.stk_outcome(parsed.get("ResultCode"))
+	values = {
+		"result_code": states.result_code_text(parsed.get("ResultCode")),
+		"result_desc": parsed.get("ResultDesc"),
+	}
+	if new == "Success":
+		if not same_amount(parsed.get("Amount"), row.amount):
+			return _mismatch(found, f"amount {parsed.get('Amount')} differs from the {row.amount} asked for")
+		if not parsed.get("MpesaReceiptNumber"):
+			return _mismatch(found, "a successful callback without a receipt number")
+		values["receipt_number"] = parsed["MpesaReceiptNumber"]
+		values["transaction_date"] = local_datetime(parsed.get("TransactionDate"))
+		if row.status == "Success" and not row.receipt_number:
+			# An STK query settled it first, and queries carry no receipt: the callback adds it.
+			frappe.db.set_value(EXPRESS, row.name, values)
+			return found
+	return _move(found, states.STK, row.status, new, values)
+
+
+def apply_stk_query(name, answer):
+	"""Apply an STK query's final answer to Express Request ``name`` (same rules as the callback)."""
+	row = lock_row(EXPRESS, "name", name, ["name", "status"])
+	if not row:
+		return Outcome(UNMATCHED)
+	# The query carries no receipt or amount: a later callback adds them (see apply_stk).
+	new = states.stk_outcome(answer.get("ResultCode"))
+	values = {
+		"result_code": states.result_code_text(answer.get("ResultCode")),
+		"result_desc": answer.get("ResultDesc"),
+	}
+	return _move(Outcome(APPLIED, EXPRESS, name), states.STK, row.status, new, values)
+
+
+# ---- C2B ------------------------------------------------------------------------------
+
+
+def shortcodes(settings):
+	return {code for code in (settings.business_shortcode, settings.till_number) if code}
+
+
+def apply_c2b_confirmation(settings_name, parsed):
+	settings = frappe.db.get_value(
+		SETTINGS, settings_name, ["business_shortcode", "till_number", "c2b_reference_doctype"], as_dict=True
+	)
+	trans_id = parsed.get("TransID")
+	if str(parsed.get("BusinessShortCode")) not in shortcodes(settings):
+		return Outcome(MISMATCH, note=f"shortcode {parsed.get('BusinessShortCode')} is not this record's")
+	if frappe.db.exists(C2B, trans_id):
+		return Outcome(DUPLICATE, C2B, trans_id)
+	doc = frappe.get_doc(
+		{
+			"doctype": C2B,
+			"trans_id": trans_id,
+			"mpesa_settings": settings_name,
+			"transaction_type": parsed.get("TransactionType"),
+			"trans_time": local_datetime(parsed.get("TransTime")),
+			"trans_amount": parsed.get("TransAmount"),
+			"business_shortcode": str(parsed.get("BusinessShortCode")),
+			"bill_ref_number": parsed.get("BillRefNumber"),
+			"invoice_number": parsed.get("InvoiceNumber"),
+			"org_account_balance": parsed.get("OrgAccountBalance"),
+			"third_party_trans_id": parsed.get("ThirdPartyTransID"),
+			"msisdn": parsed.get("MSISDN"),
+			"first_name": parsed.get("FirstName"),
+			"middle_name": parsed.get("MiddleName"),
+			"last_name": parsed.get("LastName"),
+		}
+	)
+	reference_doctype = settings.c2b_reference_doctype
+	if reference_doctype and doc.bill_ref_number and frappe.db.exists(reference_doctype, doc.bill_ref_number):
+		doc.reference_doctype, doc.reference_name = reference_doctype, doc.bill_ref_number
+	doc.flags.ignore_permissions = True
+	doc.flags.ignore_links = True
+	try:
+		doc.insert()
+	except frappe.DuplicateEntryError:
+		# A concurrent copy won the primary key.
+		frappe.db.rollback(save_point="frappe_mpesa_apply")
+		return Outcome(DUPLICATE, C2B, trans_id)
+	return Outcome(APPLIED, C2B, doc.name)
+
+
+# ---- results of the initiator APIs (B2C, status, balance, reversal) -----------------------------
+
+
+def apply_result(settings_name, kind, parsed):
+	ocid = parsed.get("OriginatorConversationID")
+	row = lock_row(
+		B2C,
+		"originator_conversation_id",
+		ocid,
+		["name", "status", "amount", "mpesa_settings", "conversation_id", "docstatus"],
+	)
+	if row:
+		return apply_b2c_result(settings_name, kind, parsed, row)
+	row = lock_row(
+		INITIATOR,
+		"originator_conversation_id",
+		ocid,
+		[
+			"name",
+			"status",
+			"request_type",
+			"mpesa_settings",
+			"conversation_id",
+			"transaction_id",
+			"reference_doctype",
+			"reference_name",
+		],
+	)
+	if row:
+		return apply_initiator_result(settings_name, kind, parsed, row)
+	return Outcome(UNMATCHED, note="no request has this OriginatorConversationID")
+
+
+def _same_conversation(row, parsed):
+	return (
+		not row.conversation_id
+		or not parsed.get("ConversationID")
+		or row.conversation_id == parsed["ConversationID"]
+	)
+
+
+def apply_b2c_result(settings_name, kind, parsed, row):
+	found = Outcome(APPLIED, B2C, row.name)
+	if row.mpesa_settings != settings_name or row.docstatus != 1:
+		return _mismatch(found, "the disbursement belongs to other Mpesa Settings or is not submitted")
+	if not _same_conversation(row, parsed):
+		return _mismatch(found, "ConversationID differs from Daraja's answer to the request")
+	new = states.initiator_outcome(kind, parsed.get("success"))
+	values = {
+		"result_code": states.result_code_text(parsed.get("ResultCode")),
+		"result_desc": parsed.get("ResultDesc"),
+		"conversation_id": row.conversation_id or parsed.get("ConversationID"),
+	}
+	if new == "Completed":
+		amount = parsed.get("TransactionAmount")
+		if amount is not None and not same_amount(amount, row.amount):
+			return _mismatch(found, f"amount {amount} differs from the {row.amount} disbursed")
+		receipt = parsed.get("TransactionReceipt") or parsed.get("TransactionID")
+		if not receipt:
+			return _mismatch(found, "a successful result without a receipt")
+		values.update(
+			transaction_receipt=receipt,
+			receiver_name=parsed.get("ReceiverPartyPublicName"),
+			completed_on=local_datetime(parsed.get("TransactionCompletedDateTime")) or now_datetime(),
+		)
+	return _move(found, states.INITIATOR, row.status, new, values)
+
+
+def apply_initiator_result(settings_name, kind, parsed, row):
+	found = Outcome(APPLIED, INITIATOR, row.name)
+	if row.mpesa_settings != settings_name:
+		return _mismatch(found, "the request belongs to other Mpesa Settings")
+	if not _same_conversation(row, parsed):
+		return _mismatch(found, "ConversationID differs from Daraja's answer to the request")
+	new = states.initiator_outcome(kind, parsed.get("success"))
+	values = {
+		"result_code": states.result_code_text(parsed.get("ResultCode")),
+		"result_desc": parsed.get("ResultDesc"),
+		"conversation_id": row.conversation_id or parsed.get("ConversationID"),
+		"result_details": json_text({k: v for k, v in parsed.items() if k != "AccountBalance"}),
+	}
+	balances = []
+	if new == "Completed":
+		if row.request_type == "Transaction Status":
+			values.update(
+				result_receipt=parsed.get("ReceiptNo"),
+				transaction_status=parsed.get("TransactionStatus"),
+				result_amount=parsed.get("Amount"),
+				debit_party=parsed.get("DebitPartyName"),
+				credit_party=parsed.get("CreditPartyName"),
+				completed_on=local_datetime(parsed.get("FinalisedTime")) or now_datetime(),
+			)
+		elif row.request_type == "Reversal":
+			original = parsed.get("OriginalTransactionID")
+			if original and row.transaction_id and original != row.transaction_id:
+				return _mismatch(found, f"the result reverses {original}, not {row.transaction_id}")
+			values.update(
+				result_receipt=parsed.get("TransactionID"),
+				result_amount=parsed.get("Amount"),
+				debit_party=parsed.get("DebitPartyPublicName"),
+				credit_party=parsed.get("CreditPartyPublicName"),
+				completed_on=local_datetime(parsed.get("TransCompletedTime")) or now_datetime(),
+			)
+		elif row.request_type == "Account Balance":
+			balances = parsed.get("AccountBalance") or []
+			values["completed_on"] = local_datetime(parsed.get("BOCompletedTime")) or now_datetime()
+	outcome = _move(found, states.INITIATOR, row.status, new, values)
+	if outcome.status != APPLIED:
+		return outcome
+	for index, line in enumerate(balances, start=1):
+		child = frappe.get_doc(
+			{
+				"doctype": "Mpesa Account Balance",
+				"parent": row.name,
+				"parenttype": INITIATOR,
+				"parentfield": "balances",
+				"idx": index,
+				**{
+					key: line.get(key)
+					for key in ("account", "currency", "current", "available", "reserved", "uncleared")
+				},
+			}
+		)
+		child.db_insert()
+	if row.request_type == "Transaction Status" and row.reference_doctype == B2C and row.reference_name:
+		settle_b2c_from_status(row.reference_name, parsed)
+	return outcome
+
+
+def settle_b2c_from_status(name, parsed):
+	"""A Transaction Status result about a disbursement settles it, if it says something definite."""
+	new = states.transaction_status_outcome(parsed.get("success"), parsed.get("TransactionStatus"))
+	row = lock_row(B2C, "name", name, ["name", "status", "amount", "docstatus"])
+	if not new or not row or row.docstatus != 1:
+		return None
+	found = Outcome(APPLIED, B2C, name)
+	values = {"result_desc": f"Transaction Status: {parsed.get('TransactionStatus')}"}
+	if new == "Completed":
+		if parsed.get("Amount") is not None and not same_amount(parsed["Amount"], row.amount):
+			return _mismatch(found, "the status query reports another amount")
+		values.update(
+			transaction_receipt=parsed.get("ReceiptNo"),
+			receiver_name=parsed.get("CreditPartyName"),
+			completed_on=local_datetime(parsed.get("FinalisedTime")) or now_datetime(),
+			result_code="0",
+		)
+	return _move(found, states.INITIATOR, row.status, new, values)
+
+
+# ---- shared ---------------------------------------------------------------------------
+
+
+def _mismatch(found, note):
+	return Outcome(MISMATCH, found.reference_doctype, found.reference_name, note)
+
+
+def _move(found, machine, current, new, values):
+	"""Write ``values`` and the new status if the machine allows current -> new; else nothing."""
+	if not states.can_move(machine, current, new):
+		return Outcome(
+			DUPLICATE, found.reference_doctype, found.reference_name, f"already {current}; {new} ignored"
+		)
+	values = {key: value for key, value in values.items() if value is not None}
+	values["status"] = new
+	frappe.db.set_value(found.reference_doctype, found.reference_name, values)
+	return found
+
+
+# ---- the callback log ---------------------------------------------------------------------
+
+
+def dedupe_key(settings_name, kind, body):
+	return hashlib.sha256(f"{settings_name}\0{kind}\0".encode() + body).hexdigest()
+
+
+def log_callback(settings_name, kind, body, parsed, outcome, remote_addr):
+	"""Keep one log entry per distinct payload: redacted for reading, raw only while unmatched."""
+	key = dedupe_key(settings_name, kind, body)
+	try:
+		shown = json_text(json.loads(body))
+	except ValueError:
+		shown = None
+	doc = frappe.get_doc(
+		{
+			"doctype": LOG,
+			"kind": kind,
+			"status": outcome.status,
+			"correlation_id": (correlation_id(kind, parsed) if parsed else None) or None,
+			"mpesa_settings": settings_name,
+			"reference_doctype": outcome.reference_doctype,
+			"reference_name": outcome.reference_name,
+			"remote_addr": remote_addr,
+			"note": outcome.note,
+			"dedupe_key": key,
+			"payload": shown,
+			"raw_payload": body.decode("utf-8", "replace") if outcome.status == UNMATCHED else None,
+		}
+	)
+	doc.flags.ignore_permissions = True
+	doc.flags.ignore_links = True
+	frappe.db.savepoint("frappe_mpesa_log")
+	try:
+		doc.insert()
+		return doc.name
+	except (frappe.DuplicateEntryError, frappe.UniqueValidationError):
+		frappe.db.rollback(save_point="frappe_mpesa_log")
+	# A copy of a payload seen before: only an unmatched entry that now applied changes.
+	existing = frappe.db.get_value(LOG, {"dedupe_key": key}, ["name", "status"], as_dict=True)
+	if existing and existing.status == UNMATCHED and outcome.status != UNMATCHED:
+		_settle_log(existing.name, outcome)
+	return existing.name if existing else None
+
+
+def _settle_log(name, outcome):
+	frappe.db.set_value(
+		LOG,
+		name,
+		{
+			"status": outcome.status,
+			"reference_doctype": outcome.reference_doctype,
+			"reference_name": outcome.reference_name,
+			"note": outcome.note,
+			"raw_payload": None,
+		},
+	)
+
+
+def match_unmatched(correlation=None, limit=200):
+	"""Apply kept callbacks whose record now exists; returns how many were settled. Commits nothing."""
+	filters = {"status": UNMATCHED}
+	if correlation:
+		filters["correlation_id"] = correlation
+	settled = 0
+	for name in frappe.get_all(LOG, filters=filters, pluck="name", order_by="creation asc", limit=limit):
+		row = lock_row(LOG, "name", name, ["name", "status", "kind", "mpesa_settings", "raw_payload"])
+		if not row or row.status != UNMATCHED or not row.raw_payload:
+			continue
+		try:
+			parsed = daraja.parse_callback(row.raw_payload.encode(), row.kind)
+		except daraja.ValidationError as error:
+			_settle_log(name, Outcome(INVALID, note=str(error)))
+			continue
+		outcome = apply(row.mpesa_settings, row.kind, parsed)
+		if outcome.status != UNMATCHED:
+			_settle_log(name, outcome)
+			settled += 1
+	return settled

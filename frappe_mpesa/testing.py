@@ -1,0 +1,368 @@
+"""What the app's Frappe tests share: the test base class, the embedded Daraja sandbox wired into
+the site, the site served over HTTPS (so Daraja-style callbacks arrive through the site's own HTTP
+server), and records to test with. Used only by the test_*.py files beside the DocTypes.
+
+The served site is a ``frappe serve`` process for the current site behind a small TLS proxy
+that, like bench's nginx, appends the address it saw to X-Forwarded-For. Everything a served
+request must see is committed, and every test class removes what it committed.
+"""
+
+import contextlib
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import frappe
+from frappe.utils.password import update_password
+
+from frappe_mpesa import settings_store
+from frappe_mpesa.sandbox import (
+	CA_FILE,
+	DEFAULT_CONSUMER_KEY,
+	DEFAULT_CONSUMER_SECRET,
+	DEFAULT_INITIATOR_NAME,
+	DEFAULT_INITIATOR_PASSWORD,
+	DEFAULT_PASSKEY,
+	DEFAULT_SHORTCODE,
+	MPESA_TEST_CERT_PEM,
+	Sandbox,
+)
+from frappe_mpesa.sandbox.service import Handler, HttpsService
+
+try:  # Frappe v16
+	from frappe.tests import IntegrationTestCase as MpesaTestCase
+except ImportError:  # Frappe v15
+	from frappe.tests.utils import FrappeTestCase as MpesaTestCase  # noqa: F401
+
+TRANSACTION_DOCTYPES = (
+	"Mpesa Callback Log",
+	"Mpesa Express Request",
+	"Mpesa C2B Payment Register",
+	"Mpesa Initiator Request",
+	"B2C Payment Disbursement",
+)
+SITE_CONFIG_KEYS = ("mpesa_daraja_base_url", "mpesa_daraja_ca_file", "mpesa_callback_rate_limit")
+MAKER = "mpesa-maker@example.com"
+CHECKER = "mpesa-checker@example.com"
+OTHER_CHECKER = "mpesa-checker-2@example.com"
+USERS = {MAKER: ("Accounts User",), CHECKER: ("Accounts Manager",), OTHER_CHECKER: ("Accounts Manager",)}
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
+TEST_PASSWORD = "Mpesa-Test-Pass-2026!"
+
+
+def set_site_config(key, value):
+	from frappe.installer import update_site_config
+
+	update_site_config(key, "None" if value is None else value)
+	if value is None:
+		frappe.local.conf.pop(key, None)
+
+
+class SandboxSite:
+	"""The sandbox started and the site's Sandbox-environment settings pointed at it."""
+
+	def __init__(self, **sandbox_options):
+		self.sandbox = Sandbox(**sandbox_options)
+		self._saved = {}
+
+	def start(self):
+		self.sandbox.start()
+		for key in SITE_CONFIG_KEYS:
+			self._saved[key] = frappe.local.conf.get(key)
+		return self.start_config()
+
+	def start_config(self):
+		"""Point the site at this sandbox (again)."""
+		set_site_config("mpesa_daraja_base_url", self.sandbox.url)
+		set_site_config("mpesa_daraja_ca_file", CA_FILE)
+		settings_store._clients.clear()
+		return self
+
+	def stop(self):
+		self.sandbox.stop()
+		for key, value in self._saved.items():
+			set_site_config(key, value)
+		settings_store._clients.clear()
+
+
+class _ProxyHandler(Handler):
+	"""TLS in front, plain HTTP to the served site; appends the peer to X-Forwarded-For."""
+
+	def serve(self):
+		request = self.receive()
+		upstream = self.server.service
+		headers = {
+			key: value for key, value in request.headers.items() if key.lower() not in HOP_HEADERS | {"host"}
+		}
+		forwarded = request.header("X-Forwarded-For")
+		peer = self.client_address[0]
+		headers["X-Forwarded-For"] = f"{forwarded}, {peer}" if forwarded else peer
+		headers["X-Forwarded-Proto"] = "https"
+		headers["Host"] = upstream.site
+		connection = http.client.HTTPConnection("127.0.0.1", upstream.upstream_port, timeout=30)
+		try:
+			connection.request(request.method, self.path, body=request.body, headers=headers)
+			response = connection.getresponse()
+			data = response.read()
+			passed = [(key, value) for key, value in response.getheaders() if key.lower() not in HOP_HEADERS]
+			status = response.status
+		except OSError as error:
+			data, passed, status = str(error).encode(), [("Content-Type", "text/plain")], 502
+		finally:
+			connection.close()
+		self.send_response(status)
+		for key, value in passed:
+			self.send_header(key, value)
+		self.send_header("Content-Length", str(len(data)))
+		self.end_headers()
+		self.wfile.write(data)
+
+	do_GET = do_POST = do_PUT = do_DELETE = serve
+
+
+class TlsProxy(HttpsService):
+	handler_class = _ProxyHandler
+
+	def __init__(self, upstream_port, site):
+		super().__init__("127.0.0.1", 0)
+		self.upstream_port = upstream_port
+		self.site = site
+
+
+def free_port():
+	with socket.socket() as s:
+		s.bind(("127.0.0.1", 0))
+		return s.getsockname()[1]
+
+
+class ServedSite:
+	"""``frappe --site S serve`` in a child process, behind a TLS proxy; ``url`` is https://."""
+
+	def __init__(self):
+		self.process = None
+		self.proxy = None
+		self.port = free_port()
+		self.log = None
+
+	@property
+	def url(self):
+		return self.proxy.url
+
+	def start(self, wait=90):
+		sites_path = os.path.abspath(frappe.local.sites_path)
+		self.log = open(os.path.join(sites_path, "..", "logs", "frappe_mpesa_test_serve.log"), "ab")
+		self.process = subprocess.Popen(
+			[
+				sys.executable,
+				"-m",
+				"frappe.utils.bench_helper",
+				"frappe",
+				"--site",
+				frappe.local.site,
+				"serve",
+				"--port",
+				str(self.port),
+				"--noreload",
+			],
+			cwd=sites_path,
+			stdout=self.log,
+			stderr=subprocess.STDOUT,
+			start_new_session=True,
+		)
+		deadline = time.monotonic() + wait
+		while time.monotonic() < deadline:
+			if self.process.poll() is not None:
+				raise RuntimeError(f"frappe serve exited with {self.process.returncode}")
+			with contextlib.suppress(OSError):
+				with urllib.request.urlopen(
+					f"http://127.0.0.1:{self.port}/api/method/ping", timeout=2
+				) as answer:
+					if answer.status == 200:
+						break
+			time.sleep(0.3)
+		else:
+			self.stop()
+			raise RuntimeError("the site did not come up")
+		self.proxy = TlsProxy(self.port, frappe.local.site).start()
+		return self
+
+	def stop(self):
+		if self.proxy:
+			self.proxy.stop()
+		if self.process and self.process.poll() is None:
+			self.process.terminate()
+			try:
+				self.process.wait(10)
+			except subprocess.TimeoutExpired:
+				self.process.kill()
+		if self.log:
+			self.log.close()
+
+
+def post(url, body, headers=None, timeout=15):
+	"""POST bytes to an https URL of the served site, trusting the test CA: (status, text)."""
+	import ssl
+
+	context = ssl.create_default_context(cafile=CA_FILE)
+	request = urllib.request.Request(
+		url, data=body, method="POST", headers={"Content-Type": "application/json", **(headers or {})}
+	)
+	opener = urllib.request.build_opener(
+		urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+	)
+	try:
+		with opener.open(request, timeout=timeout) as answer:
+			return answer.status, answer.read().decode()
+	except urllib.error.HTTPError as error:
+		return error.code, error.read().decode()
+
+
+def make_settings(name, base_url, **values):
+	"""A committed Sandbox-environment Mpesa Settings record using the sandbox's public values."""
+	if frappe.db.exists("Mpesa Settings", name):
+		delete_settings(name)
+	doc = frappe.get_doc(
+		{
+			"doctype": "Mpesa Settings",
+			"payment_gateway_name": name,
+			"environment": "Sandbox",
+			"consumer_key": DEFAULT_CONSUMER_KEY,
+			"consumer_secret": DEFAULT_CONSUMER_SECRET,
+			"business_shortcode": values.pop("business_shortcode", DEFAULT_SHORTCODE),
+			"online_passkey": DEFAULT_PASSKEY,
+			"initiator_name": DEFAULT_INITIATOR_NAME,
+			"initiator_password": DEFAULT_INITIATOR_PASSWORD,
+			"callback_base_url": base_url,
+			"allowlist_mode": "Enforce",
+			"callback_allowlist": "127.0.0.1\n::1",
+			"client_ip_header": "X-Forwarded-For",
+			"proxy_hops": 1,
+			**values,
+		}
+	)
+	doc.insert(ignore_permissions=True)
+	frappe.db.commit()
+	return doc
+
+
+def delete_settings(name):
+	"""Remove a test settings record and everything recorded for it; commits."""
+	for doctype in TRANSACTION_DOCTYPES:
+		for row in frappe.get_all(doctype, filters={"mpesa_settings": name}, pluck="name"):
+			frappe.db.delete("Mpesa Account Balance", {"parent": row})
+			frappe.db.delete(doctype, {"name": row})
+	if frappe.db.exists("Mpesa Settings", name):
+		settings_store.TokenStore(name).forget()
+		frappe.db.delete("__Auth", {"doctype": "Mpesa Settings", "name": name})
+		frappe.db.delete("Mpesa Settings", {"name": name})
+	settings_store.forget_client(name)
+	frappe.db.commit()
+
+
+def upload_test_certificate():
+	"""The sandbox's test public key certificate as the Sandbox certificate; commits."""
+	with open(MPESA_TEST_CERT_PEM, "rb") as f:
+		content = f.read()
+	file = frappe.get_doc(
+		{
+			"doctype": "File",
+			"file_name": "sandbox-public-key.cer",
+			"content": content,
+			"is_private": 1,
+			"attached_to_doctype": "Mpesa Public Key Certificate",
+			"attached_to_name": "Mpesa Public Key Certificate",
+			"attached_to_field": "sandbox_certificate",
+		}
+	).insert(ignore_permissions=True)
+	single = frappe.get_single("Mpesa Public Key Certificate")
+	single.sandbox_certificate = file.file_url
+	single.save(ignore_permissions=True)
+	frappe.db.commit()
+	return single
+
+
+def ensure_users():
+	"""Users for the maker-checker tests; commits."""
+	for email, roles in USERS.items():
+		if not frappe.db.exists("User", email):
+			user = frappe.get_doc(
+				{
+					"doctype": "User",
+					"email": email,
+					"first_name": email.split("@")[0],
+					"send_welcome_email": 0,
+					"user_type": "System User",
+				}
+			)
+			user.insert(ignore_permissions=True)
+		user = frappe.get_doc("User", email)
+		user.add_roles(*roles)
+		update_password(email, TEST_PASSWORD)
+	frappe.db.commit()
+
+
+class RestClient:
+	"""A logged-in HTTP session against the served site, as a browser or script would have."""
+
+	def __init__(self, base_url, user, password=TEST_PASSWORD):
+		import ssl
+
+		self.base_url = base_url
+		self.cookie = ""
+		self.opener = urllib.request.build_opener(
+			urllib.request.ProxyHandler({}),
+			urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=CA_FILE)),
+		)
+		status, _text = self.request("POST", "/api/method/login", {"usr": user, "pwd": password})
+		if status != 200 or "sid=" not in self.cookie or "sid=Guest" in self.cookie:
+			raise RuntimeError(f"login as {user} failed: {status}")
+
+	def request(self, method, path, data=None):
+		import json
+		import urllib.error
+
+		body = json.dumps(data).encode() if data is not None else None
+		headers = {"Content-Type": "application/json", "Accept": "application/json"}
+		if self.cookie:
+			headers["Cookie"] = self.cookie
+		request = urllib.request.Request(self.base_url + path, data=body, method=method, headers=headers)
+		try:
+			with self.opener.open(request, timeout=30) as answer:
+				self._keep_session(answer.headers)
+				return answer.status, answer.read().decode()
+		except urllib.error.HTTPError as error:
+			return error.code, error.read().decode()
+
+	def _keep_session(self, headers):
+		for value in headers.get_all("Set-Cookie") or []:
+			if value.startswith("sid="):
+				self.cookie = value.split(";", 1)[0]
+
+
+def wait_for(predicate, timeout=15.0, step=0.1):
+	"""Poll ``predicate`` (reading committed data: each poll starts a new transaction)."""
+	deadline = time.monotonic() + timeout
+	while True:
+		frappe.db.rollback()
+		value = predicate()
+		if value or time.monotonic() >= deadline:
+			return value
+		time.sleep(step)
+
+
+def token_worker(site, sites_path, settings_name, barrier):
+	"""One cold worker process: connect, wait for the others, ask for a token."""
+	frappe.init(site=site, sites_path=sites_path)
+	frappe.connect()
+	try:
+		barrier.wait(60)
+		settings = frappe.get_doc("Mpesa Settings", settings_name)
+		token = settings_store.get_client(settings).access_token()
+		frappe.db.commit()
+		return token
+	finally:
+		frappe.destroy()

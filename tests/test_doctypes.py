@@ -1,0 +1,240 @@
+"""Every DocType JSON of the app is well formed: known fieldtypes, unique fieldnames, links to
+DocTypes that exist, permissions naming real roles, and the security rules for who may do what.
+No Frappe import: the JSON is read as data."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+APP = Path(__file__).resolve().parent.parent / "frappe_mpesa"
+DOCTYPE_FILES = sorted((APP / "m_pesa" / "doctype").glob("*/*.json"))
+DOCTYPES = {path.stem: json.loads(path.read_text()) for path in DOCTYPE_FILES}
+BY_NAME = {doc["name"]: doc for doc in DOCTYPES.values()}
+
+# Frappe v15's fieldtypes (frappe/model/__init__.py data_fieldtypes + no_value_fields + table_fields).
+FIELDTYPES = {
+	"Autocomplete",
+	"Attach",
+	"Attach Image",
+	"Barcode",
+	"Button",
+	"Check",
+	"Code",
+	"Color",
+	"Column Break",
+	"Currency",
+	"Data",
+	"Date",
+	"Datetime",
+	"Duration",
+	"Dynamic Link",
+	"Float",
+	"Fold",
+	"Geolocation",
+	"Heading",
+	"HTML",
+	"HTML Editor",
+	"Icon",
+	"Image",
+	"Int",
+	"JSON",
+	"Link",
+	"Long Text",
+	"Markdown Editor",
+	"Password",
+	"Percent",
+	"Phone",
+	"Read Only",
+	"Rating",
+	"Section Break",
+	"Select",
+	"Signature",
+	"Small Text",
+	"Tab Break",
+	"Table",
+	"Table MultiSelect",
+	"Text",
+	"Text Editor",
+	"Time",
+}
+# Roles that exist on every site this app supports: Frappe's own, ERPNext's accounting roles
+# (the app creates them on a site without ERPNext), and any role the app ships as a fixture.
+FIXTURE_ROLES = (
+	{
+		doc["name"]
+		for path in (APP / "fixtures").glob("*.json")
+		for doc in json.loads(path.read_text())
+		if doc.get("doctype") == "Role"
+	}
+	if (APP / "fixtures").is_dir()
+	else set()
+)
+ROLES = {
+	"System Manager",
+	"Administrator",
+	"All",
+	"Guest",
+	"Accounts User",
+	"Accounts Manager",
+} | FIXTURE_ROLES
+# DocTypes outside this app that its Link fields may name.
+FRAPPE_DOCTYPES = {"DocType", "User", "File", "Role", "Company", "Currency"}
+PERM_FLAGS = {
+	"read",
+	"write",
+	"create",
+	"delete",
+	"submit",
+	"cancel",
+	"amend",
+	"report",
+	"export",
+	"import",
+	"print",
+	"email",
+	"share",
+	"select",
+	"set_user_permissions",
+}
+SECRET_FIELDS = {"consumer_secret", "online_passkey", "initiator_password", "callback_secret", "access_token"}
+
+
+def test_doctypes_found():
+	assert set(BY_NAME) >= {
+		"Mpesa Settings",
+		"Mpesa Public Key Certificate",
+		"Mpesa Express Request",
+		"Mpesa C2B Payment Register",
+		"B2C Payment Disbursement",
+		"Mpesa Initiator Request",
+		"Mpesa Callback Log",
+		"Mpesa Account Balance",
+	}
+
+
+@pytest.mark.parametrize("scrub", DOCTYPES)
+def test_doctype_file_layout(scrub):
+	doc = DOCTYPES[scrub]
+	assert doc["doctype"] == "DocType"
+	assert doc["module"] == "M-Pesa"
+	assert doc["name"].lower().replace(" ", "_").replace("-", "_") == scrub
+	folder = APP / "m_pesa" / "doctype" / scrub
+	assert (folder / "__init__.py").exists()
+	assert (folder / f"{scrub}.py").exists(), "every DocType has its controller"
+
+
+@pytest.mark.parametrize("scrub", DOCTYPES)
+def test_fields_are_well_formed(scrub):
+	doc = DOCTYPES[scrub]
+	names = [field["fieldname"] for field in doc["fields"]]
+	assert len(names) == len(set(names)), "fieldnames are unique"
+	assert doc["field_order"] == names
+	for field in doc["fields"]:
+		assert field["fieldtype"] in FIELDTYPES, field
+		assert field["fieldname"].isidentifier() and field["fieldname"] == field["fieldname"].lower()
+		if field["fieldtype"] in ("Link", "Table", "Table MultiSelect"):
+			assert field.get("options") in set(BY_NAME) | FRAPPE_DOCTYPES, field
+		if field["fieldtype"] == "Table":
+			assert BY_NAME[field["options"]].get("istable") == 1
+		if field["fieldtype"] == "Dynamic Link":
+			assert field.get("options") in names, field
+		if field["fieldtype"] == "Select" and "options" in field:
+			options = field["options"].split("\n")
+			assert len(options) == len(set(options))
+			if "default" in field:
+				assert field["default"] in options, field
+
+
+@pytest.mark.parametrize("scrub", DOCTYPES)
+def test_permissions_name_real_roles(scrub):
+	doc = DOCTYPES[scrub]
+	if doc.get("istable"):
+		assert doc["permissions"] == []
+		return
+	assert doc["permissions"], "a DocType without permissions is invisible to everyone"
+	for permission in doc["permissions"]:
+		assert permission["role"] in ROLES, permission
+		assert set(permission) <= PERM_FLAGS | {"role", "permlevel", "if_owner"}, permission
+		assert "Guest" != permission["role"] and "All" != permission["role"]
+		if not doc.get("is_submittable"):
+			assert not permission.get("submit") and not permission.get("cancel")
+
+
+def roles_with(doc, flag, permlevel=0):
+	return {p["role"] for p in doc["permissions"] if p.get(flag) and p.get("permlevel", 0) == permlevel}
+
+
+def test_settings_and_certificate_are_for_system_managers_only():
+	for name in ("Mpesa Settings", "Mpesa Public Key Certificate"):
+		doc = BY_NAME[name]
+		assert {p["role"] for p in doc["permissions"]} == {"System Manager"}
+
+
+def test_secrets_are_password_fields():
+	settings = {field["fieldname"]: field for field in BY_NAME["Mpesa Settings"]["fields"]}
+	for name in SECRET_FIELDS:
+		assert settings[name]["fieldtype"] == "Password", name
+	assert settings["access_token"].get("hidden") and settings["access_token"].get("read_only")
+	assert settings["token_expires_at"].get("hidden") and settings["token_expires_at"].get("read_only")
+	assert settings["callback_secret"].get("read_only")
+	assert BY_NAME["Mpesa Settings"].get("issingle") in (None, 0)
+	assert BY_NAME["Mpesa Public Key Certificate"]["issingle"] == 1
+
+
+def test_no_secret_fields_outside_settings():
+	for name, doc in BY_NAME.items():
+		if name == "Mpesa Settings":
+			continue
+		for field in doc["fields"]:
+			assert field["fieldname"] not in SECRET_FIELDS | {"security_credential"}, (name, field)
+
+
+def test_registers_are_readable_by_accounts_staff_and_written_by_nobody():
+	for name in ("Mpesa Express Request", "Mpesa C2B Payment Register", "Mpesa Initiator Request"):
+		doc = BY_NAME[name]
+		assert {"Accounts User", "Accounts Manager"} <= roles_with(doc, "read"), name
+		assert not roles_with(doc, "write") and not roles_with(doc, "create"), name
+		for field in doc["fields"]:
+			if field["fieldtype"] not in ("Section Break", "Column Break"):
+				assert field.get("read_only"), (name, field["fieldname"])
+
+
+def test_b2c_maker_and_checker_roles():
+	doc = BY_NAME["B2C Payment Disbursement"]
+	assert doc["is_submittable"] == 1
+	assert "Accounts User" in roles_with(doc, "create")
+	assert roles_with(doc, "submit") == {"Accounts Manager"}
+	assert roles_with(doc, "cancel") == {"Accounts Manager"}
+	fields = {field["fieldname"]: field for field in doc["fields"]}
+	assert fields["originator_conversation_id"].get("unique") == 1
+	assert fields["transaction_receipt"].get("unique") == 1
+	assert fields["amended_from"]["options"] == doc["name"]
+	for name in ("status", "originator_conversation_id", "transaction_receipt", "result_code"):
+		assert fields[name].get("allow_on_submit") and fields[name].get("read_only"), name
+
+
+def test_unique_correlation_ids():
+	def unique(doctype, fieldname):
+		return next(f for f in BY_NAME[doctype]["fields"] if f["fieldname"] == fieldname).get("unique") == 1
+
+	assert unique("Mpesa Express Request", "checkout_request_id")
+	assert unique("Mpesa Express Request", "receipt_number")
+	assert unique("Mpesa C2B Payment Register", "trans_id")
+	assert BY_NAME["Mpesa C2B Payment Register"]["autoname"] == "field:trans_id"
+	assert unique("Mpesa Initiator Request", "originator_conversation_id")
+	assert unique("Mpesa Callback Log", "dedupe_key")
+
+
+def test_raw_callback_payload_is_system_manager_only():
+	doc = BY_NAME["Mpesa Callback Log"]
+	raw = next(f for f in doc["fields"] if f["fieldname"] == "raw_payload")
+	assert raw["permlevel"] == 1
+	assert roles_with(doc, "read", permlevel=1) == {"System Manager"}
+
+
+def test_app_files_bench_needs():
+	for name in ("hooks.py", "modules.txt", "patches.txt"):
+		assert (APP / name).exists()
+	assert (APP / "modules.txt").read_text().split() == ["M-Pesa"]
+	assert (APP / "m_pesa" / ".frappe").exists()
