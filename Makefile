@@ -8,8 +8,20 @@ APT_PACKAGES := build-essential pkg-config libcurl4-openssl-dev libssl-dev pytho
 BENCH_PACKAGES := nginx-light
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES := setup.py pyproject.toml $(wildcard csrc/*.c csrc/*.h)
+# Instrumented builds are made in copies of the tree under build/, never in place.
+TREE := setup.py pyproject.toml README.md csrc frappe_mpesa tests
+SANITIZE_DIR := build/sanitize
+SANITIZE_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+# gcc's sanitizer runtimes come first; leaks are left to `make valgrind` (the interpreter's own exit
+# leaks are not ours); reports go to files, where pytest's capture cannot swallow them.
+SANITIZE_ENV := LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:log_path=$(abspath $(SANITIZE_DIR))/reports/asan \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(abspath $(SANITIZE_DIR))/reports/ubsan \
+	PYTHONMALLOC=malloc PYTHONPATH=.
+FUZZ_DIR := build/fuzz
+FUZZ_SECONDS ?= 600
 
-.PHONY: demo test bench build deps clean
+.PHONY: demo test bench build deps clean sanitize valgrind fuzz
 
 demo: $(VENV)/.installed
 	$(PY) -m frappe_mpesa demo
@@ -23,6 +35,40 @@ bench: $(VENV)/.installed
 	$(PY) bench/run.py
 
 build: $(VENV)/.installed
+
+# $(call copy_tree,DIR): DIR made afresh with the sources, without the extension built here.
+copy_tree = rm -rf $(1) && mkdir -p $(1) && cp -r $(TREE) $(1)/ && rm -f $(1)/frappe_mpesa/_daraja*.so \
+	&& find $(1) -name __pycache__ -prune -exec rm -rf {} +
+
+# The test suite against an ASan+UBSan build of the extension. Fails on a failing test or on any report.
+sanitize: $(VENV)/.installed
+	$(call copy_tree,$(SANITIZE_DIR))
+	cd $(SANITIZE_DIR) && DARAJA_CFLAGS="$(SANITIZE_CFLAGS)" DARAJA_LDFLAGS="-fsanitize=address,undefined" \
+		$(abspath $(PY)) setup.py -q build_ext --inplace
+	cd $(SANITIZE_DIR) && $(SANITIZE_ENV) $(abspath $(PY)) -c 'import os, sys, frappe_mpesa._daraja as m; \
+		print("sanitize: testing", m.__file__); sys.exit(not m.__file__.startswith(os.getcwd()))'
+	cd $(SANITIZE_DIR) && { $(SANITIZE_ENV) $(abspath $(PY)) -m pytest -q -p no:cacheprovider tests; \
+		echo $$? > pytest.status; } 2>&1 | tee pytest.log
+	@cd $(SANITIZE_DIR) && status=$$(cat pytest.status); result=$$(tail -n 1 pytest.log); \
+	if [ -n "$$(ls reports 2>/dev/null)" ]; then \
+		echo "sanitize: FAILED: sanitizer reports in $(SANITIZE_DIR)/reports:"; head -n 60 reports/*; exit 1; \
+	elif [ "$$status" != 0 ]; then \
+		echo "sanitize: FAILED: $$result (exit status $$status), no sanitizer report"; exit 1; \
+	else echo "sanitize: PASSED: $$result, no sanitizer report"; fi
+
+# Every entry point of the extension, many times, under valgrind's memcheck (fuzz/memcheck.py).
+valgrind: $(VENV)/.installed
+	@$(MAKE) --no-print-directory deps APT_PACKAGES=valgrind
+	$(PY) fuzz/memcheck.py --out build/valgrind
+
+# The atheris harnesses, FUZZ_SECONDS each, against a clang ASan+libFuzzer build (fuzz/README.md).
+fuzz: $(VENV)/.installed
+	@$(MAKE) --no-print-directory deps APT_PACKAGES=clang
+	$(PY) -m pip install -q atheris
+	$(call copy_tree,$(FUZZ_DIR)/tree)
+	cd $(FUZZ_DIR)/tree && CC=clang DARAJA_CFLAGS="-g -O1 -fsanitize=address,fuzzer-no-link -fno-omit-frame-pointer" \
+		DARAJA_LDFLAGS="-fsanitize=address" $(abspath $(PY)) setup.py -q build_ext --inplace
+	$(PY) fuzz/run.py --tree $(FUZZ_DIR)/tree --out $(FUZZ_DIR) --seconds $(FUZZ_SECONDS)
 
 # System packages: installed only when one is missing.
 deps:

@@ -278,7 +278,16 @@ def main():
 	parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 	parser.add_argument("--n", type=int, default=2000, help="STK pushes per client (default 2000)")
 	parser.add_argument("--quick", action="store_const", const=200, dest="n", help="N=200, for a fast check")
+	parser.add_argument(
+		"--cpu",
+		type=int,
+		help="run everything (clients, floor, nginx) on this one CPU, so that no client pays for a wake-up"
+		" on another CPU",
+	)
 	args = parser.parse_args()
+	if args.cpu is not None:
+		os.sched_setaffinity(0, {args.cpu})  # nginx and the floor inherit it
+		print(f"pinned to CPU {args.cpu}")
 
 	daraja = load_daraja()
 	for signum in (signal.SIGINT, signal.SIGTERM):

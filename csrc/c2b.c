@@ -47,9 +47,14 @@ lacks_v2_product(DarajaState *st, PyObject *exc)
 static PyObject *
 with_version(PyObject *answer, const char *version)
 {
-    if (answer != NULL && PyDict_SetItemString(answer, "api_version", PyUnicode_FromString(version)) < 0) {
+    if (answer == NULL) {
+        return NULL;
+    }
+    PyObject *text = PyUnicode_FromString(version);
+    if (text == NULL || PyDict_SetItemString(answer, "api_version", text) < 0) {
         Py_CLEAR(answer);
     }
+    Py_XDECREF(text);
     return answer;
 }
 
