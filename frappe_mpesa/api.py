@@ -5,6 +5,7 @@ function), validates its input through the C core before anything is sent, and a
 a message that names what was wrong.
 """
 
+import functools
 import json
 
 import frappe
@@ -39,7 +40,23 @@ def whole_amount(amount, settings):
 	return int(value)
 
 
+def shows_daraja_errors(fn):
+	"""Show a failed Daraja call in Desk: Frappe shows only messages sent with the response, so a
+	bare DarajaCallError would reach the browser as a silent error status."""
+
+	@functools.wraps(fn)
+	def wrapper(*args, **kwargs):
+		try:
+			return fn(*args, **kwargs)
+		except DarajaCallError as error:
+			frappe.msgprint(str(error), title=_("M-Pesa"), indicator="red")
+			raise
+
+	return wrapper
+
+
 @frappe.whitelist(methods=["POST"])
+@shows_daraja_errors
 def test_connection(settings):
 	"""Get a token for the settings record: proves the host, TLS and the consumer key and secret."""
 	require_roles(ADMIN_ROLES)
@@ -135,6 +152,7 @@ def stk_push(
 
 
 @frappe.whitelist(methods=["POST"])
+@shows_daraja_errors
 def stk_query(request):
 	"""Ask Daraja for the outcome of a Pending Mpesa Express Request now; returns its status."""
 	require_roles(PAYMENT_ROLES)
@@ -173,6 +191,7 @@ def query_express_request(name):
 
 
 @frappe.whitelist(methods=["POST"])
+@shows_daraja_errors
 def register_c2b_urls(settings, force=0):
 	"""Register the C2B confirmation and validation URLs. One-time in production: guarded."""
 	require_roles(ADMIN_ROLES)
@@ -207,6 +226,7 @@ def register_c2b_urls(settings, force=0):
 
 
 @frappe.whitelist(methods=["POST"])
+@shows_daraja_errors
 def check_balance(settings):
 	"""Ask for the account balances; the result lands on the Mpesa Initiator Request returned."""
 	require_roles(MANAGER_ROLES)
@@ -214,6 +234,7 @@ def check_balance(settings):
 
 
 @frappe.whitelist(methods=["POST"])
+@shows_daraja_errors
 def transaction_status(settings, transaction_id=None, original_conversation_id=None):
 	"""Ask for a transaction's status by receipt or OriginatorConversationID."""
 	require_roles(MANAGER_ROLES)
@@ -229,6 +250,7 @@ def transaction_status(settings, transaction_id=None, original_conversation_id=N
 
 
 @frappe.whitelist(methods=["POST"])
+@shows_daraja_errors
 def reverse_transaction(settings, transaction_id, amount, remarks=None):
 	"""Reverse a received payment. Moves money: Accounts Manager or System Manager only."""
 	require_roles(MANAGER_ROLES)

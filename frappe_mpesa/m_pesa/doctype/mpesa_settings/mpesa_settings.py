@@ -36,6 +36,9 @@ class MpesaSettings(Document):
 			self.callback_allowlist = remote.DEFAULT_ALLOWLIST
 
 	def validate(self):
+		# Frappe replaces a newly typed Password with asterisks after validate and before
+		# on_update: remember now whether a new consumer secret was typed.
+		self.flags.consumer_secret_changed = changed_password(self.consumer_secret)
 		for fieldname in ("business_shortcode", "till_number", "initiator_shortcode"):
 			value = (self.get(fieldname) or "").strip()
 			if value and not (value.isdigit() and 5 <= len(value) <= 7):
@@ -62,7 +65,8 @@ class MpesaSettings(Document):
 	def on_update(self):
 		settings_store.forget_client(self.name)
 		before = self.get_doc_before_save()
-		credentials_changed = changed_password(self.consumer_secret) or (
+		# Without validate (flags.ignore_validate) the secret may have changed: assume it did.
+		credentials_changed = self.flags.get("consumer_secret_changed", True) or (
 			before is not None and any(before.get(f) != self.get(f) for f in ("consumer_key", "environment"))
 		)
 		if credentials_changed:

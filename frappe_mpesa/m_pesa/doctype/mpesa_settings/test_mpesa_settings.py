@@ -91,6 +91,26 @@ class TestMpesaSettings(MpesaTestCase):
 		self.assertIn("consumer key or secret", str(caught.exception))
 		self.assertNotIn("wrong", str(caught.exception))
 
+	def test_a_new_consumer_secret_drops_the_cached_token(self):
+		api.test_connection(SETTINGS)
+		doc = frappe.get_doc("Mpesa Settings", SETTINGS)
+		doc.consumer_secret = "wrong"
+		doc.save()
+		frappe.db.commit()
+		self.assertEqual(frappe.db.get_value("Mpesa Settings", SETTINGS, "token_expires_at"), 0)
+		with self.assertRaises(frappe.ValidationError):
+			api.test_connection(SETTINGS)
+
+	def test_a_failed_call_is_shown_in_desk(self):
+		self.settings.consumer_secret = "wrong"
+		self.settings.save()
+		frappe.db.commit()
+		frappe.local.message_log = []
+		with self.assertRaises(frappe.ValidationError):
+			api.test_connection(SETTINGS)
+		shown = [message.get("message", "") for message in frappe.local.message_log]
+		self.assertTrue(any("consumer key or secret" in message for message in shown), shown)
+
 	def test_token_is_shared_through_redis_and_the_record(self):
 		# A sandbox on a new port: this process's C-level token cache has nothing for that host.
 		fresh = SandboxSite().start()
