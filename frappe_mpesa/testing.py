@@ -267,6 +267,13 @@ def upload_test_certificate():
 	"""The sandbox's test public key certificate as the Sandbox certificate; commits."""
 	with open(MPESA_TEST_CERT_PEM, "rb") as f:
 		content = f.read()
+	earlier = {
+		"attached_to_doctype": "Mpesa Public Key Certificate",
+		"attached_to_field": "sandbox_certificate",
+		"file_name": "sandbox-public-key.cer",
+	}
+	for name in frappe.get_all("File", filters=earlier, pluck="name"):
+		frappe.delete_doc("File", name, ignore_permissions=True, force=True)
 	file = frappe.get_doc(
 		{
 			"doctype": "File",
@@ -303,6 +310,33 @@ def ensure_users():
 		user.add_roles(*roles)
 		update_password(email, TEST_PASSWORD)
 	frappe.db.commit()
+
+
+class ServedSandboxTestCase(MpesaTestCase):
+	"""A test class with the site served over HTTPS, the embedded sandbox wired in, the test users
+	and certificate, and one committed settings record, all removed afterwards."""
+
+	SETTINGS = None  # the settings record's name
+	SHORTCODE = DEFAULT_SHORTCODE
+	SANDBOX_OPTIONS = {}  # e.g. callback_delay, c2b_validation
+
+	@classmethod
+	def setUpClass(cls):
+		super().setUpClass()
+		ensure_users()
+		upload_test_certificate()
+		cls.site = ServedSite().start()
+		cls.sandbox_site = SandboxSite(**cls.SANDBOX_OPTIONS).start()
+		cls.sandbox = cls.sandbox_site.sandbox
+		cls.settings = make_settings(cls.SETTINGS, cls.site.url, business_shortcode=cls.SHORTCODE)
+
+	@classmethod
+	def tearDownClass(cls):
+		frappe.set_user("Administrator")
+		delete_settings(cls.SETTINGS)
+		cls.sandbox_site.stop()
+		cls.site.stop()
+		super().tearDownClass()
 
 
 class RestClient:

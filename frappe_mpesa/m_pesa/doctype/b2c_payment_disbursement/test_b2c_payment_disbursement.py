@@ -10,17 +10,11 @@ import frappe
 from frappe_mpesa import initiator
 from frappe_mpesa.sandbox import DEFAULT_INITIATOR_PASSWORD
 from frappe_mpesa.testing import (
+	ServedSandboxTestCase,
 	CHECKER,
 	MAKER,
 	OTHER_CHECKER,
-	MpesaTestCase,
 	RestClient,
-	SandboxSite,
-	ServedSite,
-	delete_settings,
-	ensure_users,
-	make_settings,
-	upload_test_certificate,
 	wait_for,
 )
 
@@ -29,24 +23,10 @@ PAYEE = "254708374149"
 DOCTYPE = "B2C Payment Disbursement"
 
 
-class TestB2CPaymentDisbursement(MpesaTestCase):
-	@classmethod
-	def setUpClass(cls):
-		super().setUpClass()
-		ensure_users()
-		upload_test_certificate()
-		cls.site = ServedSite().start()
-		cls.sandbox_site = SandboxSite(callback_delay=0.3).start()
-		cls.sandbox = cls.sandbox_site.sandbox
-		make_settings(SETTINGS, cls.site.url, business_shortcode="600984")
-
-	@classmethod
-	def tearDownClass(cls):
-		frappe.set_user("Administrator")
-		delete_settings(SETTINGS)
-		cls.sandbox_site.stop()
-		cls.site.stop()
-		super().tearDownClass()
+class TestB2CPaymentDisbursement(ServedSandboxTestCase):
+	SETTINGS = SETTINGS
+	SHORTCODE = "600984"
+	SANDBOX_OPTIONS = {"callback_delay": 0.3}
 
 	def tearDown(self):
 		frappe.set_user("Administrator")

@@ -10,11 +10,7 @@ import frappe
 
 from frappe_mpesa import api, daraja, urls
 from frappe_mpesa.testing import (
-	MpesaTestCase,
-	SandboxSite,
-	ServedSite,
-	delete_settings,
-	make_settings,
+	ServedSandboxTestCase,
 	post,
 	wait_for,
 )
@@ -23,21 +19,10 @@ SETTINGS = "Test C2B"
 SHORTCODE = "600984"
 
 
-class TestMpesaC2BPaymentRegister(MpesaTestCase):
-	@classmethod
-	def setUpClass(cls):
-		super().setUpClass()
-		cls.site = ServedSite().start()
-		cls.sandbox_site = SandboxSite(callback_delay=0.2, c2b_validation=True).start()
-		cls.sandbox = cls.sandbox_site.sandbox
-		make_settings(SETTINGS, cls.site.url, business_shortcode=SHORTCODE)
-
-	@classmethod
-	def tearDownClass(cls):
-		delete_settings(SETTINGS)
-		cls.sandbox_site.stop()
-		cls.site.stop()
-		super().tearDownClass()
+class TestMpesaC2BPaymentRegister(ServedSandboxTestCase):
+	SETTINGS = SETTINGS
+	SHORTCODE = SHORTCODE
+	SANDBOX_OPTIONS = {"callback_delay": 0.2, "c2b_validation": True}
 
 	def tearDown(self):
 		frappe.db.set_value("Mpesa Settings", SETTINGS, "c2b_reference_doctype", None)

@@ -13,11 +13,7 @@ import frappe
 
 from frappe_mpesa import api, records, tasks, urls
 from frappe_mpesa.testing import (
-	MpesaTestCase,
-	SandboxSite,
-	ServedSite,
-	delete_settings,
-	make_settings,
+	ServedSandboxTestCase,
 	post,
 	wait_for,
 )
@@ -48,21 +44,9 @@ def stk_callback(checkout_request_id, amount, receipt, code=0, merchant="29115-3
 	return json.dumps({"Body": {"stkCallback": callback}}).encode()
 
 
-class TestMpesaExpressRequest(MpesaTestCase):
-	@classmethod
-	def setUpClass(cls):
-		super().setUpClass()
-		cls.site = ServedSite().start()
-		cls.sandbox_site = SandboxSite(callback_delay=0.3).start()
-		cls.sandbox = cls.sandbox_site.sandbox
-		cls.settings = make_settings(SETTINGS, cls.site.url)
-
-	@classmethod
-	def tearDownClass(cls):
-		delete_settings(SETTINGS)
-		cls.sandbox_site.stop()
-		cls.site.stop()
-		super().tearDownClass()
+class TestMpesaExpressRequest(ServedSandboxTestCase):
+	SETTINGS = SETTINGS
+	SANDBOX_OPTIONS = {"callback_delay": 0.3}
 
 	def setUp(self):
 		frappe.set_user("Administrator")

@@ -8,13 +8,7 @@ import frappe
 
 from frappe_mpesa import api, initiator
 from frappe_mpesa.testing import (
-	MpesaTestCase,
-	SandboxSite,
-	ServedSite,
-	delete_settings,
-	ensure_users,
-	make_settings,
-	upload_test_certificate,
+	ServedSandboxTestCase,
 	wait_for,
 )
 
@@ -22,24 +16,10 @@ SETTINGS = "Test Initiator"
 DOCTYPE = "Mpesa Initiator Request"
 
 
-class TestMpesaInitiatorRequest(MpesaTestCase):
-	@classmethod
-	def setUpClass(cls):
-		super().setUpClass()
-		ensure_users()
-		upload_test_certificate()
-		cls.site = ServedSite().start()
-		cls.sandbox_site = SandboxSite(callback_delay=0.2).start()
-		cls.sandbox = cls.sandbox_site.sandbox
-		make_settings(SETTINGS, cls.site.url, business_shortcode="600996")
-
-	@classmethod
-	def tearDownClass(cls):
-		frappe.set_user("Administrator")
-		delete_settings(SETTINGS)
-		cls.sandbox_site.stop()
-		cls.site.stop()
-		super().tearDownClass()
+class TestMpesaInitiatorRequest(ServedSandboxTestCase):
+	SETTINGS = SETTINGS
+	SHORTCODE = "600996"
+	SANDBOX_OPTIONS = {"callback_delay": 0.2}
 
 	def done(self, name):
 		return wait_for(
