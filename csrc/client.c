@@ -123,7 +123,8 @@ read_envelope(DarajaState *st, const TrResponse *resp, Envelope *env)
     static const char *const id_keys[] = {"requestId", "RequestID", NULL};
     memset(env, 0, sizeof(*env));
     env->parsed = decode_json(st, resp);
-    if (env->parsed != NULL && PyDict_Check(env->parsed)) {
+    /* A success carries no envelope: only errors are searched for one. */
+    if (resp->status / 100 != 2 && env->parsed != NULL && PyDict_Check(env->parsed)) {
         env->code = first_string(env->parsed, code_keys);
         env->message = first_string(env->parsed, message_keys);
         env->request_id = first_string(env->parsed, id_keys);

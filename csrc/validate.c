@@ -354,13 +354,30 @@ va_phone(DarajaState *st, const char *field, PyObject *v, char out[VA_PHONE_LEN 
     return 0;
 }
 
+/* Write value as width digits at out. */
+static void
+put_digits(char *out, int value, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        out[i] = (char)('0' + value % 10);
+        value /= 10;
+    }
+}
+
 void
 va_now_nairobi(char out[VA_TIMESTAMP_LEN + 1])
 {
     time_t now = time(NULL) + NAIROBI_UTC_OFFSET;
     struct tm tm;
     gmtime_r(&now, &tm);
-    strftime(out, VA_TIMESTAMP_LEN + 1, "%Y%m%d%H%M%S", &tm);
+    /* By hand: strftime consults the locale on every call, and this runs on every request. */
+    put_digits(out, tm.tm_year + 1900, 4);
+    put_digits(out + 4, tm.tm_mon + 1, 2);
+    put_digits(out + 6, tm.tm_mday, 2);
+    put_digits(out + 8, tm.tm_hour, 2);
+    put_digits(out + 10, tm.tm_min, 2);
+    put_digits(out + 12, tm.tm_sec, 2);
+    out[VA_TIMESTAMP_LEN] = '\0';
 }
 
 int
