@@ -32,6 +32,10 @@ struct TokenEntry {
     int has_rejected;
     int in_flight;                  /* a leader is fetching */
     pthread_cond_t done;            /* signalled when in_flight drops */
+    unsigned long flights;          /* fetches started so far */
+    unsigned long failed_flight;    /* the last fetch that failed (0: none) */
+    PyObject *failure_type;         /* its exception class (borrowed from the module state) */
+    char failure[256];              /* and its message (never holds a secret) */
 };
 
 static double
@@ -148,6 +152,37 @@ static int
 token_valid(const TokenEntry *e, double now)
 {
     return e->token.data != NULL && now < e->expires_at - DR_TOKEN_MARGIN;
+}
+
+/* Describe the raised exception (which stays raised) as its class and message, so
+ * that the fetch's waiters fail the same way instead of each sending a token request
+ * of its own to a server that is failing. Called before taking the lock: str() may
+ * run Python code. */
+static PyObject *
+describe_failure(char *message, size_t size)
+{
+    PyObject *exc = md_take_error();
+    PyObject *text = exc != NULL ? PyObject_Str(exc) : NULL;
+    const char *utf8 = text != NULL ? PyUnicode_AsUTF8(text) : NULL;
+    PyObject *type = exc != NULL ? (PyObject *)Py_TYPE(exc) : NULL;
+    PyOS_snprintf(message, size, "%s", utf8 != NULL ? utf8 : "unknown error");
+    Py_XDECREF(text);
+    PyErr_Clear();
+    if (exc != NULL) {
+        md_restore_error(exc);
+    }
+    return type;
+}
+
+/* Raise, for a waiter, the failure of the fetch it waited for; returns -1. */
+static int
+raise_shared_failure(DarajaClient *c, PyObject *type, const char *message)
+{
+    DarajaState *st = md_client_state(c);
+    int ours = type == st->AuthError || type == st->APIError || type == st->TransportError ||
+               type == st->TimeoutError || type == st->TLSError || type == st->ValidationError;
+    PyErr_Format(ours ? type : st->DarajaError, "the token request another thread made failed: %s", message);
+    return -1;
 }
 
 /* Wait, without the GIL, until no leader is fetching; -1 with TimeoutError if the
@@ -280,22 +315,40 @@ tc_get(DarajaClient *c, double deadline, SecretBuf *out)
         }
         if (!e->in_flight) {
             e->in_flight = 1;
+            e->flights++;
             pthread_mutex_unlock(&tc->lock);
             break;
         }
+        unsigned long awaited = e->flights;
         pthread_mutex_unlock(&tc->lock);
         if (wait_for_leader(c, tc, e, deadline) < 0) {
             return -1;
         }
+        pthread_mutex_lock(&tc->lock);
+        if (e->failed_flight == awaited && !token_valid(e, now_epoch())) {
+            char message[sizeof(e->failure)];
+            PyObject *type = e->failure_type;
+            memcpy(message, e->failure, sizeof(message));
+            pthread_mutex_unlock(&tc->lock);
+            return raise_shared_failure(c, type, message);
+        }
+        pthread_mutex_unlock(&tc->lock);
     }
 
     rc = lead_fetch(c, e, deadline, &fresh, &expires_at, &is_new);
+    char failure[sizeof(e->failure)];
+    PyObject *failure_type = rc < 0 ? describe_failure(failure, sizeof(failure)) : NULL;
     pthread_mutex_lock(&tc->lock);
     if (rc == 0) {
         cr_secret_free(&e->token);
         e->token = fresh;
         e->expires_at = expires_at;
         rc = cr_secret_set(out, fresh.data, fresh.len);
+    }
+    else {
+        e->failed_flight = e->flights;
+        e->failure_type = failure_type;
+        memcpy(e->failure, failure, sizeof(failure));
     }
     e->in_flight = 0;
     pthread_cond_broadcast(&e->done);

@@ -202,3 +202,26 @@ def test_store_errors_propagate(make_client):
 	store.load = broken
 	with pytest.raises(RuntimeError, match="database is down"):
 		make_client(token_store=store).access_token()
+
+
+def test_a_failed_token_request_fails_its_waiters_too(client, sandbox):
+	"""When Daraja's token endpoint is failing, 16 waiting threads do not each try again."""
+	sandbox.fault(OAUTH, "status", status=503)  # the leader retries with backoff meanwhile
+	barrier = threading.Barrier(16)
+	errors = []
+
+	def call():
+		barrier.wait()
+		try:
+			client.access_token()
+		except daraja.DarajaError as e:
+			errors.append(e)
+
+	threads = [threading.Thread(target=call) for _ in range(16)]
+	for t in threads:
+		t.start()
+	for t in threads:
+		t.join()
+	assert len(errors) == 16
+	assert all(isinstance(e, daraja.APIError) for e in errors)
+	assert sandbox.count(OAUTH) <= 3 + 2  # one leader's attempts, give or take a late arrival
