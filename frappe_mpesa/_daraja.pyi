@@ -67,6 +67,107 @@ class Client:
 	def stk_query(
 		self, *, shortcode: str | int, passkey: str, checkout_request_id: str, timestamp: str | None = None
 	) -> dict[str, Any]: ...
+	def c2b_register_urls(
+		self, *, shortcode: str | int, confirmation_url: str, validation_url: str, response_type: str = "Completed"
+	) -> dict[str, Any]: ...
+	def c2b_simulate(
+		self,
+		*,
+		shortcode: str | int,
+		amount: Any,
+		phone: str | int,
+		bill_ref_number: str | None = None,
+		command_id: str = "CustomerPayBillOnline",
+	) -> dict[str, Any]: ...
+	def b2c_payment(
+		self,
+		*,
+		initiator_name: str,
+		security_credential: str,
+		command_id: str,
+		amount: Any,
+		party_a: str | int,
+		phone: str | int,
+		remarks: str,
+		result_url: str,
+		queue_timeout_url: str,
+		occasion: str | None = None,
+		originator_conversation_id: str | None = None,
+	) -> dict[str, Any]: ...
+	def b2b_payment(
+		self,
+		*,
+		initiator_name: str,
+		security_credential: str,
+		command_id: str,
+		amount: Any,
+		party_a: str | int,
+		party_b: str | int,
+		remarks: str,
+		result_url: str,
+		queue_timeout_url: str,
+		account_reference: str | None = None,
+		requester: str | int | None = None,
+		occasion: str | None = None,
+	) -> dict[str, Any]: ...
+	def tax_remittance(
+		self,
+		*,
+		initiator_name: str,
+		security_credential: str,
+		amount: Any,
+		party_a: str | int,
+		prn: str,
+		remarks: str,
+		result_url: str,
+		queue_timeout_url: str,
+	) -> dict[str, Any]: ...
+	def reversal(
+		self,
+		*,
+		initiator_name: str,
+		security_credential: str,
+		transaction_id: str,
+		amount: Any,
+		receiver_party: str | int,
+		remarks: str,
+		result_url: str,
+		queue_timeout_url: str,
+		receiver_identifier_type: str | int = "11",
+		occasion: str | None = None,
+	) -> dict[str, Any]: ...
+	def transaction_status(
+		self,
+		*,
+		initiator_name: str,
+		security_credential: str,
+		party_a: str | int,
+		result_url: str,
+		queue_timeout_url: str,
+		transaction_id: str | None = None,
+		original_conversation_id: str | None = None,
+		identifier_type: str | int = "4",
+		remarks: str = ...,
+		occasion: str | None = None,
+	) -> dict[str, Any]: ...
+	def account_balance(
+		self,
+		*,
+		initiator_name: str,
+		security_credential: str,
+		party_a: str | int,
+		result_url: str,
+		queue_timeout_url: str,
+		identifier_type: str | int = "4",
+		remarks: str = ...,
+	) -> dict[str, Any]: ...
+	def dynamic_qr(
+		self, *, merchant_name: str, ref_no: str, amount: Any, trx_code: str, cpi: str | int, size: str | int = "300"
+	) -> dict[str, Any]: ...
+	def pull_register(self, *, shortcode: str | int, nominated_number: str | int, callback_url: str) -> dict[str, Any]: ...
+	def pull_query(
+		self, *, shortcode: str | int, start_date: Any, end_date: Any, offset: str | int = 0
+	) -> dict[str, Any]: ...
 
 def security_credential(certificate: str | bytes | bytearray | memoryview, initiator_password: str, /) -> str: ...
 def certificate_info(certificate: str | bytes | bytearray | memoryview, /) -> dict[str, Any]: ...
