@@ -289,7 +289,7 @@ cl_fetch_token(DarajaClient *c, double deadline, SecretBuf *token, double *expir
     Py_ssize_t access_len = 0;
     const char *access_text = access && PyUnicode_Check(access) ? PyUnicode_AsUTF8AndSize(access, &access_len)
                                                                 : NULL;
-    if (access_text == NULL || access_len == 0 || access_len > 4096 ||
+    if (access_text == NULL || !va_is_token(access_text, access_len) ||
         parse_expires_in(PyDict_GetItemString(env.parsed, "expires_in"), expires_in) < 0) {
         PyErr_Clear();
         md_api_error(st, st->AuthError, resp.status, NULL, NULL,

@@ -259,6 +259,8 @@ void jw_free(JsonBuf *b);
 #define VA_PHONE_LEN 12
 #define VA_TIMESTAMP_LEN 14
 
+/* Is s[0..n) usable as an OAuth token in a header line: 1 to 4096 visible ASCII characters? */
+int va_is_token(const char *s, Py_ssize_t n);
 /* The value of the n (< 10) decimal digits at s, or -1 if any is not a digit. */
 int va_digits_value(const char *s, int n);
 /* A str or int of min..max digits into out[size]. */

@@ -243,6 +243,10 @@ load_from_store(DarajaClient *c, TokenEntry *e, SecretBuf *token, double *expire
     if ((text = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(answer, 0), &len)) == NULL) {
         goto done;
     }
+    if (len > 0 && !va_is_token(text, len)) {
+        md_validation_error(st, "token_store", "load() returned a token that is not visible ASCII");
+        goto done;
+    }
     rc = 0;
     if (len == 0 || !(now_epoch() < *expires_at - DR_TOKEN_MARGIN)) {
         goto done;

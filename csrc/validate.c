@@ -34,6 +34,20 @@ all_digits(const char *s, size_t n)
 }
 
 int
+va_is_token(const char *s, Py_ssize_t n)
+{
+    if (n <= 0 || n > 4096) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int
 va_digits_value(const char *s, int n)
 {
     int v = 0;

@@ -184,7 +184,10 @@ def test_token_refused_by_daraja_is_not_taken_back_from_the_store(make_client, s
 	assert sandbox.count(OAUTH) == 1
 
 
-@pytest.mark.parametrize("answer", [("token",), "token", ("token", "soon"), (1, 2)])
+@pytest.mark.parametrize(
+	"answer",
+	[("token",), "token", ("token", "soon"), (1, 2), ("abc\r\nX-Injected: 1", 2e9), ("to ken", 2e9)],
+)
 def test_malformed_store_answer_is_a_validation_error(make_client, answer):
 	store = MemoryStore()
 	store.load = lambda: answer
