@@ -80,7 +80,29 @@ def stk_push(
 	require_roles(PAYMENT_ROLES)
 	if reference_doctype and reference_name:
 		frappe.has_permission(reference_doctype, "read", reference_name, throw=True)
-	doc_settings = get_settings(settings)
+	return start_stk_push(
+		get_settings(settings),
+		amount,
+		phone,
+		reference_doctype,
+		reference_name,
+		account_reference,
+		description,
+	)
+
+
+def start_stk_push(
+	doc_settings,
+	amount,
+	phone,
+	reference_doctype=None,
+	reference_name=None,
+	account_reference=None,
+	description=None,
+):
+	"""The push behind ``stk_push``, for callers that have already decided the user may ask for it.
+	ERPNext's Payment Request calls it while it is being submitted (``Mpesa Settings.request_for_payment``):
+	ERPNext has checked that user's rights, and a POS cashier may hold no Accounts role."""
 	amount = whole_amount(amount, doc_settings)
 	phone = normalized_phone(phone)
 	account_reference = (account_reference or reference_name or doc_settings.business_shortcode)[:12]

@@ -11,7 +11,7 @@ lost. docs/frappe.md describes the consequences for payments' own M-Pesa gateway
 
 import frappe
 
-from frappe_mpesa import remote, settings_store
+from frappe_mpesa import payment_requests, remote, settings_store
 
 MODULE = "M-Pesa"
 SETTINGS = "Mpesa Settings"
@@ -34,15 +34,20 @@ OUR_PASSWORD_FIELDS = ("initiator_password", "callback_secret", "access_token")
 def after_install():
 	ensure_roles()
 	take_over_settings()
+	payment_requests.ensure_gateways()
 
 
 def after_migrate():
 	take_over_settings()
+	payment_requests.ensure_gateways()
 
 
 def after_app_install(app_name):
 	if app_name == PAYMENTS:
 		take_over_settings()
+	if app_name in (PAYMENTS, payment_requests.ERPNEXT_APP):
+		# Payment Gateway records for ERPNext's Payment Requests (docs/frappe.md, "ERPNext Payment Requests").
+		payment_requests.ensure_gateways()
 
 
 def ensure_roles():

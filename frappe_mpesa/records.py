@@ -130,7 +130,7 @@ def apply_stk(settings_name, parsed):
 			# An STK query settled it first, and queries carry no receipt: the callback adds it.
 			frappe.db.set_value(EXPRESS, row.name, values)
 			return found
-	return _move(found, states.STK, row.status, new, values)
+	return _after_stk_move(_move(found, states.STK, row.status, new, values), new)
 
 
 def apply_stk_query(name, answer):
@@ -144,7 +144,18 @@ def apply_stk_query(name, answer):
 		"result_code": states.result_code_text(answer.get("ResultCode")),
 		"result_desc": answer.get("ResultDesc"),
 	}
-	return _move(Outcome(APPLIED, EXPRESS, name), states.STK, row.status, new, values)
+	return _after_stk_move(_move(Outcome(APPLIED, EXPRESS, name), states.STK, row.status, new, values), new)
+
+
+def _after_stk_move(outcome, new):
+	"""What a successful push pays for learns it in the transaction that records the Success. That
+	move happens once (Success is final, and the row is locked), so this happens once too."""
+	if outcome.status == APPLIED and new == "Success":
+		# Imported here: payment_requests builds on api, which builds on this module.
+		from frappe_mpesa import payment_requests
+
+		payment_requests.on_express_success(outcome.reference_name)
+	return outcome
 
 
 # ---- C2B ------------------------------------------------------------------------------

@@ -260,6 +260,13 @@ def delete_settings(name):
 		frappe.db.delete("__Auth", {"doctype": "Mpesa Settings", "name": name})
 		frappe.db.delete("Mpesa Settings", {"name": name})
 	settings_store.forget_client(name)
+	# With frappe/payments (and ERPNext) the record also had a Payment Gateway and its accounts; the
+	# bank account stays, as the ledger may name it.
+	gateway = f"Mpesa-{name}"
+	if frappe.db.table_exists("Payment Gateway Account"):
+		frappe.db.delete("Payment Gateway Account", {"payment_gateway": gateway})
+	if frappe.db.table_exists("Payment Gateway"):
+		frappe.db.delete("Payment Gateway", {"name": gateway})
 	frappe.db.commit()
 
 
@@ -325,18 +332,31 @@ class ServedSandboxTestCase(MpesaTestCase):
 		super().setUpClass()
 		ensure_users()
 		upload_test_certificate()
-		cls.site = ServedSite().start()
-		cls.sandbox_site = SandboxSite(**cls.SANDBOX_OPTIONS).start()
-		cls.sandbox = cls.sandbox_site.sandbox
-		cls.settings = make_settings(cls.SETTINGS, cls.site.url, business_shortcode=cls.SHORTCODE)
+		cls.site = cls.sandbox_site = None
+		try:
+			cls.site = ServedSite().start()
+			cls.sandbox_site = SandboxSite(**cls.SANDBOX_OPTIONS).start()
+			cls.sandbox = cls.sandbox_site.sandbox
+			cls.settings = make_settings(cls.SETTINGS, cls.site.url, business_shortcode=cls.SHORTCODE)
+		except BaseException:
+			# unittest skips tearDownClass after a failed setUpClass: stop the served site and the
+			# sandbox (and restore the site config) here, or they outlive the test run.
+			cls.stop_services()
+			raise
 
 	@classmethod
 	def tearDownClass(cls):
 		frappe.set_user("Administrator")
 		delete_settings(cls.SETTINGS)
-		cls.sandbox_site.stop()
-		cls.site.stop()
+		cls.stop_services()
 		super().tearDownClass()
+
+	@classmethod
+	def stop_services(cls):
+		if cls.sandbox_site:
+			cls.sandbox_site.stop()
+		if cls.site:
+			cls.site.stop()
 
 
 class RestClient:

@@ -6,7 +6,7 @@ from frappe import _
 from frappe.model.document import Document
 from frappe.utils import cint
 
-from frappe_mpesa import remote, settings_store, urls
+from frappe_mpesa import payment_requests, remote, settings_store, urls
 
 CREDENTIAL_FIELDS = ("consumer_key", "consumer_secret", "environment")
 
@@ -73,3 +73,14 @@ class MpesaSettings(Document):
 			# A token belongs to the key and host it was issued for.
 			settings_store.TokenStore(self.name).forget()
 			self.db_set({"token_expires_at": 0}, update_modified=False)
+		# frappe/payments: the Payment Gateway record ERPNext's Payment Requests reach this record by.
+		payment_requests.ensure_gateway(self.name)
+
+	# The payment gateway contract of frappe/payments, which ERPNext's Payment Request calls
+	# (payments' own Mpesa Settings controller is replaced by this one: see install.py).
+
+	def validate_transaction_currency(self, currency):
+		payment_requests.validate_transaction_currency(currency)
+
+	def request_for_payment(self, **kwargs):
+		return payment_requests.request_for_payment(self, **kwargs)
