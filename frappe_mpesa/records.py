@@ -248,6 +248,15 @@ def _same_conversation(row, parsed):
 	)
 
 
+def _result_values(row, parsed):
+	"""What every initiator result records, whatever its outcome."""
+	return {
+		"result_code": states.result_code_text(parsed.get("ResultCode")),
+		"result_desc": parsed.get("ResultDesc"),
+		"conversation_id": row.conversation_id or parsed.get("ConversationID"),
+	}
+
+
 def apply_b2c_result(settings_name, kind, parsed, row):
 	found = Outcome(APPLIED, B2C, row.name)
 	if row.mpesa_settings != settings_name or row.docstatus != 1:
@@ -255,11 +264,7 @@ def apply_b2c_result(settings_name, kind, parsed, row):
 	if not _same_conversation(row, parsed):
 		return _mismatch(found, "ConversationID differs from Daraja's answer to the request")
 	new = states.initiator_outcome(kind, parsed.get("success"))
-	values = {
-		"result_code": states.result_code_text(parsed.get("ResultCode")),
-		"result_desc": parsed.get("ResultDesc"),
-		"conversation_id": row.conversation_id or parsed.get("ConversationID"),
-	}
+	values = _result_values(row, parsed)
 	if new == "Completed":
 		amount = parsed.get("TransactionAmount")
 		if amount is not None and not same_amount(amount, row.amount):
@@ -282,12 +287,8 @@ def apply_initiator_result(settings_name, kind, parsed, row):
 	if not _same_conversation(row, parsed):
 		return _mismatch(found, "ConversationID differs from Daraja's answer to the request")
 	new = states.initiator_outcome(kind, parsed.get("success"))
-	values = {
-		"result_code": states.result_code_text(parsed.get("ResultCode")),
-		"result_desc": parsed.get("ResultDesc"),
-		"conversation_id": row.conversation_id or parsed.get("ConversationID"),
-		"result_details": json_text({k: v for k, v in parsed.items() if k != "AccountBalance"}),
-	}
+	values = _result_values(row, parsed)
+	values["result_details"] = json_text({k: v for k, v in parsed.items() if k != "AccountBalance"})
 	balances = []
 	if new == "Completed":
 		if row.request_type == "Transaction Status":
