@@ -62,7 +62,7 @@ PyObject *
 c2b_py_register_urls(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     DarajaClient *c = (DarajaClient *)self;
-    DarajaState *st = md_client_state(c);
+    DarajaState *st = dr_client_state(c);
     RqValue values[RQ_MAX_FIELDS];
     JsonBuf body;
     PyObject *answer = NULL;
@@ -74,9 +74,9 @@ c2b_py_register_urls(PyObject *self, PyObject *args, PyObject *kwargs)
         answer = with_version(answer, "v2");
         goto done;
     }
-    PyObject *exc = md_take_error();
+    PyObject *exc = er_take_error();
     if (!lacks_v2_product(st, exc)) {
-        md_restore_error(exc);
+        er_restore_error(exc);
         goto done;
     }
     Py_DECREF(exc);
@@ -90,13 +90,13 @@ done:
 static int
 check_simulate(DarajaClient *c, const RqApi *api, RqValue *values)
 {
-    DarajaState *st = md_client_state(c);
+    DarajaState *st = dr_client_state(c);
     if (strcmp(c->environment, "sandbox") != 0) {
-        return md_validation_error(st, "environment", "c2b_simulate exists only in the sandbox");
+        return er_validation_error(st, "environment", "c2b_simulate exists only in the sandbox");
     }
     if (strcmp(rq_value(api, values, "command_id")->text, C2B_COMMANDS[0]) == 0 &&
         !rq_value(api, values, "bill_ref_number")->present) {
-        return md_validation_error(st, "bill_ref_number", "is required for CustomerPayBillOnline");
+        return er_validation_error(st, "bill_ref_number", "is required for CustomerPayBillOnline");
     }
     return 0;
 }
@@ -129,7 +129,7 @@ static int
 check_pull_query(DarajaClient *c, const RqApi *api, RqValue *values)
 {
     if (strcmp(rq_value(api, values, "start_date")->text, rq_value(api, values, "end_date")->text) > 0) {
-        return md_validation_error(md_client_state(c), "end_date", "must not be before start_date");
+        return er_validation_error(dr_client_state(c), "end_date", "must not be before start_date");
     }
     return 0;
 }

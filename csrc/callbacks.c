@@ -130,7 +130,7 @@ text_value(DarajaState *st, PyObject *v, const char *path)
     if (is_int(v)) {
         return PyObject_Str(v);
     }
-    md_validation_error(st, path, "must be a string, not %s", Py_TYPE(v)->tp_name);
+    er_validation_error(st, path, "must be a string, not %s", Py_TYPE(v)->tp_name);
     return NULL;
 }
 
@@ -141,7 +141,7 @@ code_value(DarajaState *st, PyObject *v, const char *path)
     if (is_int(v) || PyUnicode_Check(v)) {
         return Py_NewRef(v);
     }
-    md_validation_error(st, path, "must be a number or a string, not %s", Py_TYPE(v)->tp_name);
+    er_validation_error(st, path, "must be a number or a string, not %s", Py_TYPE(v)->tp_name);
     return NULL;
 }
 
@@ -196,7 +196,7 @@ decimal_from_text(DarajaState *st, const char *s, size_t n, const char *path)
         Py_RETURN_NONE;
     }
     if (!is_decimal_text(s, n)) {
-        md_validation_error(st, path, "must be a decimal amount such as 5.00");
+        er_validation_error(st, path, "must be a decimal amount such as 5.00");
         return NULL;
     }
     PyObject *text = PyUnicode_FromStringAndSize(s, (Py_ssize_t)n);
@@ -229,7 +229,7 @@ amount_value(DarajaState *st, PyObject *v, const char *path)
         }
         return decimal_from_text(st, s, (size_t)n, path);
     }
-    md_validation_error(st, path, "must be a decimal amount, not %s", Py_TYPE(v)->tp_name);
+    er_validation_error(st, path, "must be a decimal amount, not %s", Py_TYPE(v)->tp_name);
     return NULL;
 }
 
@@ -401,7 +401,7 @@ date_from_text(DarajaState *st, const char *s, size_t n, const char *path)
         Py_RETURN_NONE;
     }
     if (parse_stamp(s, n, &t) < 0 || to_nairobi(&t) < 0) {
-        md_validation_error(st, path,
+        er_validation_error(st, path,
                             "must be a valid date as YYYYMMDDHHmmss, DD.MM.YYYY HH:MM:SS or "
                             "YYYY-MM-DD HH:MM:SS");
         return NULL;
@@ -425,7 +425,7 @@ date_value(DarajaState *st, PyObject *v, const char *path)
         v = text;
     }
     if (!PyUnicode_Check(v)) {
-        md_validation_error(st, path, "must be a date string or number, not %s", Py_TYPE(v)->tp_name);
+        er_validation_error(st, path, "must be a date string or number, not %s", Py_TYPE(v)->tp_name);
         return NULL;
     }
     Py_ssize_t n;
@@ -518,7 +518,7 @@ static const char *
 field_text(DarajaState *st, PyObject *v, const char *path, Py_ssize_t *n)
 {
     if (!PyUnicode_Check(v)) {
-        md_validation_error(st, path, "must be a string, not %s", Py_TYPE(v)->tp_name);
+        er_validation_error(st, path, "must be a string, not %s", Py_TYPE(v)->tp_name);
         return NULL;
     }
     return PyUnicode_AsUTF8AndSize(v, n);
@@ -632,7 +632,7 @@ check_required(DarajaState *st, PyObject *out, const char *prefix, const char *c
         PyObject *v = PyDict_GetItemString(out, *names);
         if (v == NULL || v == Py_None) {
             make_path(path, prefix, *names, strlen(*names));
-            return md_validation_error(st, path, v == NULL ? "is missing" : "must not be empty");
+            return er_validation_error(st, path, v == NULL ? "is missing" : "must not be empty");
         }
     }
     return 0;
@@ -644,10 +644,10 @@ get_object(DarajaState *st, PyObject *parent, const char *key, const char *path,
 {
     PyObject *v = PyDict_GetItemString(parent, key);
     if (v == NULL) {
-        return md_validation_error(st, path, "is missing");
+        return er_validation_error(st, path, "is missing");
     }
     if (!PyDict_Check(v)) {
-        return md_validation_error(st, path, "must be an object");
+        return er_validation_error(st, path, "must be an object");
     }
     *out = v;
     return 0;
@@ -661,12 +661,12 @@ flatten_item(DarajaState *st, PyObject *out, PyObject *item, const char *item_pa
 {
     char path[PATH_MAX_LEN];
     if (!PyDict_Check(item)) {
-        return md_validation_error(st, item_path, "must be an object");
+        return er_validation_error(st, item_path, "must be an object");
     }
     PyObject *name = PyDict_GetItemString(item, name_key);
     if (name == NULL || !PyUnicode_Check(name)) {
         make_path(path, item_path, name_key, strlen(name_key));
-        return md_validation_error(st, path, name == NULL ? "is missing" : "must be a string");
+        return er_validation_error(st, path, name == NULL ? "is missing" : "must be a string");
     }
     int present = PyDict_Contains(out, name);
     if (present != 0) {
@@ -693,7 +693,7 @@ flatten_items(DarajaState *st, PyObject *out, PyObject *container, const char *c
         return 0;
     }
     if (!PyDict_Check(container)) {
-        return md_validation_error(st, container_path, "must be an object");
+        return er_validation_error(st, container_path, "must be an object");
     }
     PyObject *items = PyDict_GetItemString(container, list_key);
     make_path(path, container_path, list_key, strlen(list_key));
@@ -704,7 +704,7 @@ flatten_items(DarajaState *st, PyObject *out, PyObject *container, const char *c
         return flatten_item(st, out, items, path, container_path, name_key);
     }
     if (!PyList_Check(items)) {
-        return md_validation_error(st, path, "must be an object or a list of objects");
+        return er_validation_error(st, path, "must be an object or a list of objects");
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
         PyOS_snprintf(item_path, sizeof(item_path), "%s[%zd]", path, i);
@@ -787,7 +787,7 @@ static int
 append_transaction(DarajaState *st, PyObject *list, PyObject *tx, const char *path)
 {
     if (!PyDict_Check(tx)) {
-        return md_validation_error(st, path, "must be an object");
+        return er_validation_error(st, path, "must be an object");
     }
     PyObject *typed = PyDict_New();
     int rc = typed == NULL || copy_fields(st, typed, tx, path, NULL) < 0 || PyList_Append(list, typed) < 0
@@ -815,7 +815,7 @@ parse_pull(DarajaState *st, PyObject *root, PyObject *out)
     PyObject *response = PyDict_GetItemString(root, "Response");
     if (response != NULL && response != Py_None) {
         if (!PyList_Check(response)) {
-            md_validation_error(st, "Response", "must be a list");
+            er_validation_error(st, "Response", "must be a list");
             goto done;
         }
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(response); i++) {
@@ -855,13 +855,13 @@ body_bytes(DarajaState *st, PyObject *obj, Py_buffer *view)
         const char *s = PyUnicode_AsUTF8AndSize(obj, &n);
         if (s == NULL) {
             PyErr_Clear();
-            return md_validation_error(st, "body", "is not valid Unicode text");
+            return er_validation_error(st, "body", "is not valid Unicode text");
         }
         return PyBuffer_FillInfo(view, obj, (void *)s, n, 1, PyBUF_SIMPLE);
     }
     if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) {
         PyErr_Clear();
-        return md_validation_error(st, "body", "must be bytes or str, not %s", Py_TYPE(obj)->tp_name);
+        return er_validation_error(st, "body", "must be bytes or str, not %s", Py_TYPE(obj)->tp_name);
     }
     return 0;
 }
@@ -886,7 +886,7 @@ cb_parse_callback(PyObject *module, PyObject *args, PyObject *kwargs)
         goto done;
     }
     if (!PyDict_Check(root)) {
-        md_validation_error(st, "body", "must be a JSON object");
+        er_validation_error(st, "body", "must be a JSON object");
         goto done;
     }
     if ((out = PyDict_New()) == NULL) {

@@ -164,7 +164,7 @@ raise_answer(DarajaState *st, PyObject *type, const TrResponse *resp, const Enve
                                   : resp->len ? "a body that is not JSON" : "an empty body");
         message = fallback;
     }
-    return md_api_error(st, type, resp->status, env->code, env->request_id, message);
+    return er_api_error(st, type, resp->status, env->code, env->request_id, message);
 }
 
 /* The dict a successful answer carries (new reference), or an APIError. */
@@ -175,7 +175,7 @@ success_dict(DarajaState *st, const TrResponse *resp, Envelope *env, const char 
         char message[160];
         PyOS_snprintf(message, sizeof(message), "%s answered HTTP %ld with %s", url, resp->status,
                       env->parsed ? "JSON that is not an object" : "malformed JSON");
-        return md_api_error(st, st->APIError, resp->status, NULL, NULL, message);
+        return er_api_error(st, st->APIError, resp->status, NULL, NULL, message);
     }
     PyObject *d = env->parsed;
     env->parsed = NULL;
@@ -237,7 +237,7 @@ back_off(int attempt, double deadline)
 static int
 exchange(DarajaClient *c, const TrRequest *req, TrResponse *resp, Envelope *env)
 {
-    DarajaState *st = md_client_state(c);
+    DarajaState *st = dr_client_state(c);
     for (int attempt = 1;; attempt++) {
         if (tr_perform(st, c->transport, req, resp) < 0) {
             if (attempt < MAX_ATTEMPTS && tr_retryable(req, resp) && back_off(attempt, req->deadline)) {
@@ -261,7 +261,7 @@ exchange(DarajaClient *c, const TrRequest *req, TrResponse *resp, Envelope *env)
 int
 cl_fetch_token(DarajaClient *c, double deadline, SecretBuf *token, double *expires_in)
 {
-    DarajaState *st = md_client_state(c);
+    DarajaState *st = dr_client_state(c);
     SecretBuf credentials = {0}, header = {0};
     TrResponse resp = {0};
     Envelope env = {0};
@@ -292,7 +292,7 @@ cl_fetch_token(DarajaClient *c, double deadline, SecretBuf *token, double *expir
     if (access_text == NULL || !va_is_token(access_text, access_len) ||
         parse_expires_in(PyDict_GetItemString(env.parsed, "expires_in"), expires_in) < 0) {
         PyErr_Clear();
-        md_api_error(st, st->AuthError, resp.status, NULL, NULL,
+        er_api_error(st, st->AuthError, resp.status, NULL, NULL,
                      "the token answer lacks a usable access_token or expires_in");
         goto done;
     }
@@ -313,7 +313,7 @@ done:
 PyObject *
 cl_post(DarajaClient *c, const char *path, const char *body, size_t body_len, int idempotent)
 {
-    DarajaState *st = md_client_state(c);
+    DarajaState *st = dr_client_state(c);
     SecretBuf token = {0}, header = {0};
     TrResponse resp = {0};
     Envelope env = {0};

@@ -93,7 +93,7 @@ openssl_validation_error(DarajaState *st, const char *field, const char *what)
 {
     char reason[256];
     take_openssl_error(reason, sizeof(reason));
-    return md_validation_error(st, field, "%s (%s)", what, reason);
+    return er_validation_error(st, field, "%s (%s)", what, reason);
 }
 
 /* ---- encodings and digests --------------------------------------------- */
@@ -121,7 +121,7 @@ unsigned char *
 cr_base64_decode(DarajaState *st, const char *field, const char *in, size_t len, size_t *out_len)
 {
     if (len > INT_MAX / 2) {
-        md_validation_error(st, field, "is too large");
+        er_validation_error(st, field, "is too large");
         return NULL;
     }
     unsigned char *out = malloc(len / 4 * 3 + 3);
@@ -140,7 +140,7 @@ cr_base64_decode(DarajaState *st, const char *field, const char *in, size_t len,
         free(out);
         EVP_ENCODE_CTX_free(ctx);
         ERR_clear_error();
-        md_validation_error(st, field, "is not valid base64");
+        er_validation_error(st, field, "is not valid base64");
         return NULL;
     }
     EVP_ENCODE_CTX_free(ctx);
@@ -173,13 +173,13 @@ certificate_bytes(DarajaState *st, PyObject *obj, Py_buffer *view)
         const char *s = PyUnicode_AsUTF8AndSize(obj, &n);
         if (s == NULL) {
             PyErr_Clear();
-            return md_validation_error(st, "certificate", "must be PEM text or DER bytes");
+            return er_validation_error(st, "certificate", "must be PEM text or DER bytes");
         }
         return PyBuffer_FillInfo(view, obj, (void *)s, n, 1, PyBUF_SIMPLE);
     }
     if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) {
         PyErr_Clear();
-        return md_validation_error(st, "certificate", "must be PEM text or DER bytes, not %s",
+        return er_validation_error(st, "certificate", "must be PEM text or DER bytes, not %s",
                                    Py_TYPE(obj)->tp_name);
     }
     return 0;
@@ -191,7 +191,7 @@ parse_certificate(DarajaState *st, const unsigned char *data, size_t len)
 {
     X509 *cert = NULL;
     if (len == 0 || len > MAX_CERTIFICATE_BYTES) {
-        md_validation_error(st, "certificate", "must be between 1 byte and 64 KiB");
+        er_validation_error(st, "certificate", "must be between 1 byte and 64 KiB");
         return NULL;
     }
     ERR_clear_error();
@@ -208,7 +208,7 @@ parse_certificate(DarajaState *st, const unsigned char *data, size_t len)
         if (cert != NULL && p != data + len) {
             X509_free(cert);
             cert = NULL;
-            md_validation_error(st, "certificate", "has trailing bytes after the DER certificate");
+            er_validation_error(st, "certificate", "has trailing bytes after the DER certificate");
             ERR_clear_error();
             return NULL;
         }
@@ -246,7 +246,7 @@ cached_rsa_key(DarajaState *st, const unsigned char *data, size_t len)
     }
     if (EVP_PKEY_base_id(key) != EVP_PKEY_RSA || EVP_PKEY_bits(key) < 1024) {
         EVP_PKEY_free(key);
-        md_validation_error(st, "certificate", "must hold an RSA key of at least 1024 bits");
+        er_validation_error(st, "certificate", "must hold an RSA key of at least 1024 bits");
         return NULL;
     }
     KeySlot *slot = &st->keys[st->next_key_slot++ % DR_KEY_CACHE_SLOTS];
@@ -326,7 +326,7 @@ cr_py_security_credential(PyObject *module, PyObject *const *args, Py_ssize_t na
     }
     /* PKCS#1 v1.5 leaves room for 11 bytes of padding. */
     if ((size_t)password_len > (size_t)EVP_PKEY_size(key) - 11) {
-        md_validation_error(st, "initiator_password", "is too long for this certificate's key");
+        er_validation_error(st, "initiator_password", "is too long for this certificate's key");
         goto done;
     }
     result = encrypt_pkcs1_base64(st, key, (const unsigned char *)password, (size_t)password_len);

@@ -4,7 +4,8 @@
  * States the per-module state, the Client object and the prototypes each
  * translation unit offers the others. Prefixes name the file a function lives in:
  *
- *   md_  module.c       module definition, exceptions, Client type, module functions
+ *   er_  errors.c       exception classes and the helpers that raise them (the ground floor)
+ *   md_  module.c       module definition, Client type, module functions: glue only
  *   cl_  client.c       a Client's request cycle: token, send, retry on a bad token, decode
  *   tr_  transport.c    libcurl: handle pool, secure defaults, transfers without the GIL
  *   tc_  token_cache.c  OAuth tokens per (host, consumer key), single-flight refresh
@@ -176,17 +177,28 @@ typedef struct {
 } DarajaClient;
 
 /* The module state of a Client. */
-DarajaState *md_client_state(DarajaClient *c);
+static inline DarajaState *
+dr_client_state(DarajaClient *c)
+{
+    return (DarajaState *)PyModule_GetState(c->module);
+}
 
-/* ---- errors (module.c) ------------------------------------------------- */
+/* ---- errors (errors.c) ------------------------------------------------- */
+
+/* Create the exception classes, add them to module and keep them in st; -1 on error. */
+int er_add_exceptions(PyObject *module, DarajaState *st);
 
 /* Raise ValidationError naming `field`; always returns -1. */
-int md_validation_error(DarajaState *st, const char *field, const char *fmt, ...);
+int er_validation_error(DarajaState *st, const char *field, const char *fmt, ...);
 /* Raise `type` (a DarajaError) with http_status/error_code/request_id attributes; returns NULL. */
-PyObject *md_api_error(DarajaState *st, PyObject *type, long http_status, const char *error_code,
+PyObject *er_api_error(DarajaState *st, PyObject *type, long http_status, const char *error_code,
                        const char *request_id, const char *message);
 /* Raise a TransportError subclass with the `sent` attribute; returns -1. */
-int md_transport_error(DarajaState *st, PyObject *type, int sent, const char *fmt, ...);
+int er_transport_error(DarajaState *st, PyObject *type, int sent, const char *fmt, ...);
+/* Take the raised exception (new reference) and clear it; pair with er_restore_error. */
+PyObject *er_take_error(void);
+/* Raise a taken exception again (steals the reference). */
+void er_restore_error(PyObject *exc);
 
 /* ---- token cache (token_cache.c) --------------------------------------- */
 
@@ -390,11 +402,6 @@ PyObject *iq_py_transaction_status(PyObject *self, PyObject *args, PyObject *kwa
 PyObject *iq_py_account_balance(PyObject *self, PyObject *args, PyObject *kwargs);
 /* Python: Client.dynamic_qr */
 PyObject *qr_py_dynamic_qr(PyObject *self, PyObject *args, PyObject *kwargs);
-
-/* Take the raised exception (new reference) and clear it; pair with md_restore_error. */
-PyObject *md_take_error(void);
-/* Raise a taken exception again (steals the reference). */
-void md_restore_error(PyObject *exc);
 
 /* ---- Lipa na M-Pesa Express (express.c) -------------------------------- */
 

@@ -56,7 +56,7 @@ ex_py_stk_password(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     if (args[2] == Py_None) {
-        md_validation_error(st, "timestamp", "is required: the Password is only valid with its Timestamp");
+        er_validation_error(st, "timestamp", "is required: the Password is only valid with its Timestamp");
         return NULL;
     }
     if (va_shortcode(st, "shortcode", args[0], shortcode) < 0 ||
@@ -82,7 +82,7 @@ check_push(DarajaClient *c, const RqApi *api, RqValue *values)
         return 0;
     }
     if (strcmp(type->text, TRANSACTION_TYPES[0]) != 0) {
-        return md_validation_error(md_client_state(c), "party_b", "the till number is required for %s",
+        return er_validation_error(dr_client_state(c), "party_b", "the till number is required for %s",
                                    type->text);
     }
     *party_b = *rq_value(api, values, "shortcode");

@@ -14,12 +14,12 @@ static const char *const IDENTIFIER_TYPES[] = {"4", "2", "1", NULL};  /* shortco
 static int
 check_status(DarajaClient *c, const RqApi *api, RqValue *values)
 {
-    DarajaState *st = md_client_state(c);
+    DarajaState *st = dr_client_state(c);
     RqValue *party = rq_value(api, values, "party_a");
     char buf[16];
     if (!rq_value(api, values, "transaction_id")->present &&
         !rq_value(api, values, "original_conversation_id")->present) {
-        return md_validation_error(st, "transaction_id",
+        return er_validation_error(st, "transaction_id",
                                    "or original_conversation_id is required to name the transaction");
     }
     if (strcmp(rq_value(api, values, "identifier_type")->text, "1") == 0) {

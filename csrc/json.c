@@ -119,7 +119,7 @@ jw_end(DarajaState *st, JsonBuf *b)
 {
     append(b, "}", 1);
     if (b->failed) {
-        md_validation_error(st, "request", "the request body would exceed %d bytes", DR_MAX_BODY);
+        er_validation_error(st, "request", "the request body would exceed %d bytes", DR_MAX_BODY);
         return -1;
     }
     return 0;

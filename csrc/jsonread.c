@@ -36,7 +36,7 @@ static PyObject *read_value(Reader *r);
 static PyObject *
 fail_at(Reader *r, size_t at, const char *what)
 {
-    md_validation_error(r->st, "body", "invalid JSON at byte %zu: %s", at, what);
+    er_validation_error(r->st, "body", "invalid JSON at byte %zu: %s", at, what);
     return NULL;
 }
 
@@ -351,7 +351,7 @@ static int
 enter(Reader *r)
 {
     if (++r->depth > DR_MAX_DEPTH) {
-        md_validation_error(r->st, "body", "JSON nested deeper than %d levels at byte %zu", DR_MAX_DEPTH,
+        er_validation_error(r->st, "body", "JSON nested deeper than %d levels at byte %zu", DR_MAX_DEPTH,
                             r->pos);
         return -1;
     }
@@ -502,15 +502,15 @@ jr_parse(DarajaState *st, const char *data, size_t len, size_t max_len)
     PyObject *value = NULL;
 
     if (len > max_len) {
-        md_validation_error(st, "body", "is %zu bytes; at most %zu are accepted", len, max_len);
+        er_validation_error(st, "body", "is %zu bytes; at most %zu are accepted", len, max_len);
         return NULL;
     }
     if (len == 0) {
-        md_validation_error(st, "body", "is empty");
+        er_validation_error(st, "body", "is empty");
         return NULL;
     }
     if (len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0) {
-        md_validation_error(st, "body", "starts with a UTF-8 byte order mark; JSON must not");
+        er_validation_error(st, "body", "starts with a UTF-8 byte order mark; JSON must not");
         return NULL;
     }
     if ((value = read_value(&r)) == NULL) {

@@ -34,7 +34,7 @@ check_b2b(DarajaClient *c, const RqApi *api, RqValue *values)
 {
     if (strcmp(rq_value(api, values, "command_id")->text, "BusinessPayBill") == 0 &&
         !rq_value(api, values, "account_reference")->present) {
-        return md_validation_error(md_client_state(c), "account_reference",
+        return er_validation_error(dr_client_state(c), "account_reference",
                                    "is required for BusinessPayBill: the account at the paybill");
     }
     return 0;

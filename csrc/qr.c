@@ -31,7 +31,7 @@ add_png(DarajaState *st, PyObject *answer)
     Py_ssize_t len;
     if (code == NULL || !PyUnicode_Check(code) || (text = PyUnicode_AsUTF8AndSize(code, &len)) == NULL) {
         PyErr_Clear();
-        md_api_error(st, st->APIError, 200, NULL, NULL, "the QR answer has no QRCode");
+        er_api_error(st, st->APIError, 200, NULL, NULL, "the QR answer has no QRCode");
         return -1;
     }
     size_t n = 0;
@@ -39,13 +39,13 @@ add_png(DarajaState *st, PyObject *answer)
     if (png == NULL) {
         if (PyErr_ExceptionMatches(st->ValidationError)) {
             PyErr_Clear();
-            md_api_error(st, st->APIError, 200, NULL, NULL, "the QRCode is not valid base64");
+            er_api_error(st, st->APIError, 200, NULL, NULL, "the QRCode is not valid base64");
         }
         return -1;
     }
     int rc = -1;
     if (n < sizeof(PNG_SIGNATURE) || memcmp(png, PNG_SIGNATURE, sizeof(PNG_SIGNATURE)) != 0) {
-        md_api_error(st, st->APIError, 200, NULL, NULL, "the QRCode is not a PNG image");
+        er_api_error(st, st->APIError, 200, NULL, NULL, "the QRCode is not a PNG image");
     }
     else {
         PyObject *bytes = PyBytes_FromStringAndSize((const char *)png, (Py_ssize_t)n);
@@ -60,7 +60,7 @@ PyObject *
 qr_py_dynamic_qr(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     PyObject *answer = rq_call(self, &QR, args, kwargs);
-    if (answer != NULL && add_png(md_client_state((DarajaClient *)self), answer) < 0) {
+    if (answer != NULL && add_png(dr_client_state((DarajaClient *)self), answer) < 0) {
         Py_CLEAR(answer);
     }
     return answer;

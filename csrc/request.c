@@ -78,7 +78,7 @@ check_identifier(DarajaState *st, const RqField *f, PyObject *obj, RqValue *v)
         char ch = v->text[i];
         if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
               ch == '-' || ch == '.')) {
-            return md_validation_error(st, f->kw, "must be letters, digits, '_', '-' or '.'");
+            return er_validation_error(st, f->kw, "must be letters, digits, '_', '-' or '.'");
         }
     }
     return 0;
@@ -114,7 +114,7 @@ check_datetime(DarajaState *st, const RqField *f, PyObject *obj, RqValue *v)
         PyObject *tz = PyObject_GetAttrString(obj, "tzinfo");
         if (tz == NULL) {
             PyErr_Clear();
-            return md_validation_error(st, f->kw, "must be a datetime or 'YYYY-MM-DD HH:MM:SS'");
+            return er_validation_error(st, f->kw, "must be a datetime or 'YYYY-MM-DD HH:MM:SS'");
         }
         local = tz == Py_None || st->nairobi_tz == NULL
                     ? Py_NewRef(obj)
@@ -122,7 +122,7 @@ check_datetime(DarajaState *st, const RqField *f, PyObject *obj, RqValue *v)
         Py_DECREF(tz);
         if (local == NULL || (text = PyObject_CallMethod(local, "strftime", "s", "%Y-%m-%d %H:%M:%S")) == NULL) {
             PyErr_Clear();
-            md_validation_error(st, f->kw, "must be a datetime or 'YYYY-MM-DD HH:MM:SS'");
+            er_validation_error(st, f->kw, "must be a datetime or 'YYYY-MM-DD HH:MM:SS'");
             goto done;
         }
         obj = text;
@@ -135,7 +135,7 @@ check_datetime(DarajaState *st, const RqField *f, PyObject *obj, RqValue *v)
     static const char shape[] = "dddd-dd-dd dd:dd:dd";
     for (int i = 0; i < 19; i++) {
         if (shape[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != shape[i]) {
-            md_validation_error(st, f->kw, "must be 'YYYY-MM-DD HH:MM:SS'");
+            er_validation_error(st, f->kw, "must be 'YYYY-MM-DD HH:MM:SS'");
             goto done;
         }
     }
@@ -242,7 +242,7 @@ field_index(const RqApi *api, PyObject *key)
 static int
 read_values(DarajaClient *c, const RqApi *api, PyObject *args, PyObject *kwargs, RqValue *values)
 {
-    DarajaState *st = md_client_state(c);
+    DarajaState *st = dr_client_state(c);
     PyObject *given[RQ_MAX_FIELDS] = {NULL};
     PyObject *key, *obj;
     Py_ssize_t pos = 0;
@@ -288,7 +288,7 @@ read_values(DarajaClient *c, const RqApi *api, PyObject *args, PyObject *kwargs,
 static int
 write_body(DarajaClient *c, const RqApi *api, RqValue *values, JsonBuf *body, SecretBuf *derived)
 {
-    DarajaState *st = md_client_state(c);
+    DarajaState *st = dr_client_state(c);
     jw_begin(body);
     for (const RqField *f = api->fields; f->kind != RQ_END; f++) {
         RqValue *v = &values[f - api->fields];

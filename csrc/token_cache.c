@@ -161,7 +161,7 @@ token_valid(const TokenEntry *e, double now)
 static PyObject *
 describe_failure(char *message, size_t size)
 {
-    PyObject *exc = md_take_error();
+    PyObject *exc = er_take_error();
     PyObject *text = exc != NULL ? PyObject_Str(exc) : NULL;
     const char *utf8 = text != NULL ? PyUnicode_AsUTF8(text) : NULL;
     PyObject *type = exc != NULL ? (PyObject *)Py_TYPE(exc) : NULL;
@@ -169,7 +169,7 @@ describe_failure(char *message, size_t size)
     Py_XDECREF(text);
     PyErr_Clear();
     if (exc != NULL) {
-        md_restore_error(exc);
+        er_restore_error(exc);
     }
     return type;
 }
@@ -178,7 +178,7 @@ describe_failure(char *message, size_t size)
 static int
 raise_shared_failure(DarajaClient *c, PyObject *type, const char *message)
 {
-    DarajaState *st = md_client_state(c);
+    DarajaState *st = dr_client_state(c);
     int ours = type == st->AuthError || type == st->APIError || type == st->TransportError ||
                type == st->TimeoutError || type == st->TLSError || type == st->ValidationError;
     PyErr_Format(ours ? type : st->DarajaError, "the token request another thread made failed: %s", message);
@@ -208,7 +208,7 @@ wait_for_leader(DarajaClient *c, TokenCache *tc, TokenEntry *e, double deadline)
     pthread_mutex_unlock(&tc->lock);
     Py_END_ALLOW_THREADS
     if (rc == ETIMEDOUT) {
-        return md_transport_error(md_client_state(c), md_client_state(c)->TimeoutError, 0,
+        return er_transport_error(dr_client_state(c), dr_client_state(c)->TimeoutError, 0,
                                   "timed out waiting for another thread's token request");
     }
     return 0;
@@ -219,7 +219,7 @@ wait_for_leader(DarajaClient *c, TokenCache *tc, TokenEntry *e, double deadline)
 static int
 load_from_store(DarajaClient *c, TokenEntry *e, SecretBuf *token, double *expires_at)
 {
-    DarajaState *st = md_client_state(c);
+    DarajaState *st = dr_client_state(c);
     const char *text;
     Py_ssize_t len;
     int rc = -1;
@@ -233,7 +233,7 @@ load_from_store(DarajaClient *c, TokenEntry *e, SecretBuf *token, double *expire
     }
     if (!PyTuple_Check(answer) || PyTuple_GET_SIZE(answer) != 2 ||
         !PyUnicode_Check(PyTuple_GET_ITEM(answer, 0)) || !PyNumber_Check(PyTuple_GET_ITEM(answer, 1))) {
-        md_validation_error(st, "token_store", "load() must return (token, expires_at_epoch) or None");
+        er_validation_error(st, "token_store", "load() must return (token, expires_at_epoch) or None");
         goto done;
     }
     *expires_at = PyFloat_AsDouble(PyTuple_GET_ITEM(answer, 1));
@@ -244,7 +244,7 @@ load_from_store(DarajaClient *c, TokenEntry *e, SecretBuf *token, double *expire
         goto done;
     }
     if (len > 0 && !va_is_token(text, len)) {
-        md_validation_error(st, "token_store", "load() returned a token that is not visible ASCII");
+        er_validation_error(st, "token_store", "load() returned a token that is not visible ASCII");
         goto done;
     }
     rc = 0;
@@ -304,7 +304,7 @@ lead_fetch(DarajaClient *c, TokenEntry *e, double deadline, SecretBuf *token, do
 int
 tc_get(DarajaClient *c, double deadline, SecretBuf *out)
 {
-    TokenCache *tc = &md_client_state(c)->tokens;
+    TokenCache *tc = &dr_client_state(c)->tokens;
     TokenEntry *e = c->token;
     SecretBuf fresh = {0};
     double expires_at = 0.0;
@@ -370,7 +370,7 @@ tc_get(DarajaClient *c, double deadline, SecretBuf *out)
 void
 tc_reject(DarajaClient *c, const SecretBuf *token)
 {
-    TokenCache *tc = &md_client_state(c)->tokens;
+    TokenCache *tc = &dr_client_state(c)->tokens;
     TokenEntry *e = c->token;
     unsigned char digest[32];
     if (cr_sha256(NULL, token->data, token->len, digest) < 0) {

@@ -431,17 +431,17 @@ raise_transfer_error(DarajaState *st, const TrRequest *req, const TrResponse *re
                                 "was not resent: check it with a status query or wait for its callback"
                               : "";
     if (resp->overflow || rc == CURLE_FILESIZE_EXCEEDED) {
-        return md_transport_error(st, st->TransportError, sent, "%s: response larger than %d bytes refused%s",
+        return er_transport_error(st, st->TransportError, sent, "%s: response larger than %d bytes refused%s",
                                   req->url, DR_MAX_RESPONSE, unknown);
     }
     if (rc == CURLE_OPERATION_TIMEDOUT) {
-        return md_transport_error(st, st->TimeoutError, sent, "%s: no answer within %ld ms (%s)%s", req->url,
+        return er_transport_error(st, st->TimeoutError, sent, "%s: no answer within %ld ms (%s)%s", req->url,
                                   left_ms, detail, unknown);
     }
     if (is_tls_error(rc)) {
-        return md_transport_error(st, st->TLSError, sent, "%s: TLS failed: %s%s", req->url, detail, unknown);
+        return er_transport_error(st, st->TLSError, sent, "%s: TLS failed: %s%s", req->url, detail, unknown);
     }
-    return md_transport_error(st, st->TransportError, sent, "%s: %s%s", req->url, detail, unknown);
+    return er_transport_error(st, st->TransportError, sent, "%s: %s%s", req->url, detail, unknown);
 }
 
 int
@@ -459,7 +459,7 @@ tr_perform(DarajaState *st, Transport *t, const TrRequest *req, TrResponse *resp
     memset(resp, 0, sizeof(*resp));
     if (left_ms < 1) {
         resp->code = CURLE_OPERATION_TIMEDOUT;
-        return md_transport_error(st, st->TimeoutError, 0, "%s: the call's time ran out before it was sent",
+        return er_transport_error(st, st->TimeoutError, 0, "%s: the call's time ran out before it was sent",
                                   req->url);
     }
     Py_BEGIN_ALLOW_THREADS

@@ -65,7 +65,7 @@ static int
 check_int_or_str(DarajaState *st, const char *field, PyObject *v)
 {
     if (PyBool_Check(v) || !(PyLong_Check(v) || PyUnicode_Check(v))) {
-        return md_validation_error(st, field, "must be a str or an int, not %s", Py_TYPE(v)->tp_name);
+        return er_validation_error(st, field, "must be a str or an int, not %s", Py_TYPE(v)->tp_name);
     }
     return 0;
 }
@@ -91,7 +91,7 @@ digits_of(DarajaState *st, const char *field, PyObject *v, char *out, size_t siz
     if (s == NULL || (size_t)n >= size || !all_digits(s, (size_t)n)) {
         Py_XDECREF(text);
         PyErr_Clear();
-        return md_validation_error(st, field, "must be digits only");
+        return er_validation_error(st, field, "must be digits only");
     }
     memcpy(out, s, (size_t)n + 1);
     *len = (size_t)n;
@@ -108,7 +108,7 @@ va_digits(DarajaState *st, const char *field, PyObject *v, size_t min, size_t ma
         return -1;
     }
     if (n < min || n > max || n >= size) {
-        return md_validation_error(st, field, "must be %zu to %zu digits", min, max);
+        return er_validation_error(st, field, "must be %zu to %zu digits", min, max);
     }
     memcpy(out, buf, n + 1);
     return 0;
@@ -123,7 +123,7 @@ va_shortcode(DarajaState *st, const char *field, PyObject *v, char out[8])
         return -1;
     }
     if (n < 5 || n > 7) {
-        return md_validation_error(st, field, "must be a shortcode of 5 to 7 digits");
+        return er_validation_error(st, field, "must be a shortcode of 5 to 7 digits");
     }
     memcpy(out, buf, n + 1);
     return 0;
@@ -203,10 +203,10 @@ va_amount(DarajaState *st, const char *field, PyObject *v, long long min, long l
     long long value;
     if (whole_number(v, &value) < 0) {
         PyErr_Clear();
-        return md_validation_error(st, field, "must be a whole number of shillings");
+        return er_validation_error(st, field, "must be a whole number of shillings");
     }
     if (value < min || value > max) {
-        return md_validation_error(st, field, "must be between %lld and %lld shillings", min, max);
+        return er_validation_error(st, field, "must be between %lld and %lld shillings", min, max);
     }
     *out = value;
     return 0;
@@ -217,25 +217,25 @@ va_text(DarajaState *st, const char *field, PyObject *v, Py_ssize_t min, Py_ssiz
         Py_ssize_t *len)
 {
     if (!PyUnicode_Check(v)) {
-        return md_validation_error(st, field, "must be a str, not %s", Py_TYPE(v)->tp_name);
+        return er_validation_error(st, field, "must be a str, not %s", Py_TYPE(v)->tp_name);
     }
     Py_ssize_t chars = PyUnicode_GetLength(v);
     if (chars < min || chars > max) {
         if (min == max) {
-            return md_validation_error(st, field, "must be %zd characters long", min);
+            return er_validation_error(st, field, "must be %zd characters long", min);
         }
-        return md_validation_error(st, field, "must be %zd to %zd characters long", min, max);
+        return er_validation_error(st, field, "must be %zd to %zd characters long", min, max);
     }
     const char *s = PyUnicode_AsUTF8AndSize(v, len);
     if (s == NULL) {
         PyErr_Clear();
-        return md_validation_error(st, field, "must be valid Unicode text");
+        return er_validation_error(st, field, "must be valid Unicode text");
     }
     /* In UTF-8 every control character is a single byte below 0x20, or 0x7f. */
     for (Py_ssize_t i = 0; i < *len; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (ch < 0x20 || ch == 0x7f) {
-            return md_validation_error(st, field, "must not contain control characters");
+            return er_validation_error(st, field, "must not contain control characters");
         }
     }
     *out = s;
@@ -246,18 +246,18 @@ int
 va_secret(DarajaState *st, const char *field, PyObject *v, const char **out, Py_ssize_t *len)
 {
     if (!PyUnicode_Check(v)) {
-        return md_validation_error(st, field, "must be a str, not %s", Py_TYPE(v)->tp_name);
+        return er_validation_error(st, field, "must be a str, not %s", Py_TYPE(v)->tp_name);
     }
     const char *s = PyUnicode_AsUTF8AndSize(v, len);
     if (s == NULL) {
         PyErr_Clear();
-        return md_validation_error(st, field, "must be valid Unicode text");
+        return er_validation_error(st, field, "must be valid Unicode text");
     }
     if (*len == 0 || *len > 1024) {
-        return md_validation_error(st, field, "must be 1 to 1024 bytes long");
+        return er_validation_error(st, field, "must be 1 to 1024 bytes long");
     }
     if (strlen(s) != (size_t)*len) {
-        return md_validation_error(st, field, "must not contain NUL characters");
+        return er_validation_error(st, field, "must not contain NUL characters");
     }
     *out = s;
     return 0;
@@ -272,14 +272,14 @@ va_callback_url(DarajaState *st, const char *field, PyObject *v, const char **ou
         return -1;
     }
     if (strncmp(url, "https://", 8) != 0) {
-        return md_validation_error(st, field, "must start with https:// (lowercase)");
+        return er_validation_error(st, field, "must start with https:// (lowercase)");
     }
     if (url[8] == '/' || url[8] == ':' || url[8] == '\0') {
-        return md_validation_error(st, field, "has no host");
+        return er_validation_error(st, field, "has no host");
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         if (isspace((unsigned char)url[i]) || (unsigned char)url[i] >= 0x80) {
-            return md_validation_error(st, field, "must be plain ASCII without spaces");
+            return er_validation_error(st, field, "must be plain ASCII without spaces");
         }
     }
     /* Plain ASCII (checked above) and at most 1024 bytes: lowercase once, then search. */
@@ -290,7 +290,7 @@ va_callback_url(DarajaState *st, const char *field, PyObject *v, const char **ou
     lower[n] = '\0';
     for (const char *const *word = BANNED_URL_WORDS; *word != NULL; word++) {
         if (strstr(lower, *word) != NULL) {
-            return md_validation_error(st, field, "contains '%s', a word Daraja refuses in callback URLs",
+            return er_validation_error(st, field, "contains '%s', a word Daraja refuses in callback URLs",
                                        *word);
         }
     }
@@ -361,7 +361,7 @@ va_phone(DarajaState *st, const char *field, PyObject *v, char out[VA_PHONE_LEN 
     Py_XDECREF(text);
     if (rc < 0) {
         PyErr_Clear();
-        return md_validation_error(st, field,
+        return er_validation_error(st, field,
                                    "must be a Kenyan mobile number: 07XXXXXXXX, 01XXXXXXXX, "
                                    "+2547XXXXXXXX or 2547XXXXXXXX");
     }
@@ -407,7 +407,7 @@ va_timestamp(DarajaState *st, const char *field, PyObject *v, char out[VA_TIMEST
         return -1;
     }
     if (!all_digits(s, (size_t)n)) {
-        return md_validation_error(st, field, "must be YYYYMMDDHHmmss digits");
+        return er_validation_error(st, field, "must be YYYYMMDDHHmmss digits");
     }
     memcpy(out, s, VA_TIMESTAMP_LEN + 1);
     return 0;
@@ -435,7 +435,7 @@ va_choice(DarajaState *st, const char *field, PyObject *v, const char *const *al
         }
         strncat(list, *a, sizeof(list) - strlen(list) - 1);
     }
-    return md_validation_error(st, field, "must be one of %s", list);
+    return er_validation_error(st, field, "must be one of %s", list);
 }
 
 PyObject *

@@ -167,7 +167,7 @@ parse_cidr(DarajaState *st, const char *s, size_t n, Cidr *c)
     if (shown == NULL) {
         return -1;
     }
-    md_validation_error(st, "allowlist", "entry %R %s", shown, why);
+    er_validation_error(st, "allowlist", "entry %R %s", shown, why);
     Py_DECREF(shown);
     return -1;
 }
@@ -194,7 +194,7 @@ add_cidrs(DarajaState *st, PyObject *text, CidrList *list)
     const char *s = PyUnicode_AsUTF8AndSize(text, &len);
     if (s == NULL) {
         PyErr_Clear();
-        return md_validation_error(st, "allowlist", "must be valid Unicode text");
+        return er_validation_error(st, "allowlist", "must be valid Unicode text");
     }
     size_t n = (size_t)len, i = 0;
     while (i < n) {
@@ -236,13 +236,13 @@ parse_allowlist(DarajaState *st, PyObject *allowlist, CidrList *list)
     PyObject *it = PyObject_GetIter(allowlist), *item;
     if (it == NULL) {
         PyErr_Clear();
-        return md_validation_error(st, "allowlist", "must be a str or an iterable of str, not %s",
+        return er_validation_error(st, "allowlist", "must be a str or an iterable of str, not %s",
                                    Py_TYPE(allowlist)->tp_name);
     }
     while ((item = PyIter_Next(it)) != NULL) {
         int rc = PyUnicode_Check(item)
                      ? add_cidrs(st, item, list)
-                     : md_validation_error(st, "allowlist", "entries must be str, not %s",
+                     : er_validation_error(st, "allowlist", "entries must be str, not %s",
                                            Py_TYPE(item)->tp_name);
         Py_DECREF(item);
         if (rc < 0) {
