@@ -121,8 +121,26 @@ static const RqField PULL_REGISTER_FIELDS[] = {
     RQ_TABLE_END,
 };
 
+/* Daraja's Pull API page shows the nominated number as the portal's KYC details do, in the
+ * national form 07XXXXXXXX (its sample request: "NominatedNumber":"0722000000"): send the
+ * normalised number in that form. */
+static int
+check_pull_register(DarajaClient *c, const RqApi *api, RqValue *values)
+{
+    (void)c;
+    RqValue *v = rq_value(api, values, "nominated_number");
+    char national[VA_PHONE_LEN];
+    national[0] = '0';
+    memcpy(national + 1, v->text + 3, VA_PHONE_LEN - 3);  /* 2547XXXXXXXX -> 07XXXXXXXX */
+    memcpy(v->buf, national, VA_PHONE_LEN - 2);
+    v->buf[VA_PHONE_LEN - 2] = '\0';
+    v->text = v->buf;
+    v->len = VA_PHONE_LEN - 2;
+    return 0;
+}
+
 static const RqApi PULL_REGISTER = {"pull_register", "/pulltransactions/v1/register", 1, PULL_REGISTER_FIELDS,
-                                    NULL, NULL};
+                                    check_pull_register, NULL};
 
 /* The window must run forwards: Daraja answers an inverted one with nothing. */
 static int

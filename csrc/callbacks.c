@@ -20,6 +20,13 @@
  */
 #include "daraja.h"
 
+/* datetime.h defines a file-level PyDateTimeAPI for its macros; this file keeps the
+ * capsule in the module state instead (st->cb_cache) and never sets that one. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-variable"
+#include <datetime.h>
+#pragma GCC diagnostic pop
+#include <stdarg.h>
 #include <string.h>
 
 #define PATH_MAX_LEN 256        /* longest JSON path named in an error */
@@ -72,28 +79,110 @@ static const FieldRule FIELD_RULES[] = {
     {"TransCompletedTime", FT_DATE},
     {"InitiatedTime", FT_DATE},
     {"FinalisedTime", FT_DATE},
+    {"FinalizedTime", FT_DATE},
     {"BOCompletedTime", FT_DATE},
     {"trxDate", FT_DATE},
     {"AccountBalance", FT_BALANCES},
     {NULL, FT_ANY},
 };
 
-/* The type of the field called name[0..n). */
+/* ---- cached objects ----------------------------------------------------- */
+
+/* Every key parse_callback looks up or sets, made once (interned) at import: a lookup with
+ * PyDict_GetItemString would build and hash a temporary str each time. */
+#define CB_KEYS(X)                                                                                \
+    X(Body) X(stkCallback) X(CallbackMetadata) X(Item) X(Name) X(Value) X(Key) X(Result)          \
+    X(ResultParameters) X(ResultParameter) X(ReferenceData) X(ReferenceItem) X(ResultCode)        \
+    X(ResultDesc) X(MerchantRequestID) X(CheckoutRequestID) X(OriginatorConversationID)           \
+    X(ConversationID) X(TransID) X(TransAmount) X(BusinessShortCode) X(TransactionType)           \
+    X(TransTime) X(MSISDN) X(ResponseRefID) X(Response) X(kind) X(success) X(parameters)          \
+    X(references) X(transactions) X(stk) X(c2b_validation) X(c2b_confirmation) X(result)          \
+    X(timeout) X(pull)
+
+enum {
+#define CB_ENUM(name) K_##name,
+    CB_KEYS(CB_ENUM)
+#undef CB_ENUM
+    K_TYPES,        /* dict: field name -> FieldType as int */
+    K_DATETIME_API, /* capsule of the datetime C API */
+    K_COUNT
+};
+
+static const char *const KEY_NAMES[] = {
+#define CB_NAME(name) #name,
+    CB_KEYS(CB_NAME)
+#undef CB_NAME
+};
+
+/* The cached object at index k (borrowed). */
+#define KEY(st, k) PyTuple_GET_ITEM((st)->cb_cache, (k))
+
+/* Build st->cb_cache: the interned keys, the field types by name and the datetime C API. */
+static int
+make_cache(DarajaState *st)
+{
+    PyObject *cache = PyTuple_New(K_COUNT), *types = NULL;
+    if (cache == NULL) {
+        return -1;
+    }
+    for (int k = 0; k < K_TYPES; k++) {
+        PyObject *key = PyUnicode_InternFromString(KEY_NAMES[k]);
+        if (key == NULL) {
+            goto error;
+        }
+        PyTuple_SET_ITEM(cache, k, key);
+    }
+    if ((types = PyDict_New()) == NULL) {
+        goto error;
+    }
+    PyTuple_SET_ITEM(cache, K_TYPES, types);
+    for (const FieldRule *rule = FIELD_RULES; rule->name != NULL; rule++) {
+        PyObject *type = PyLong_FromLong(rule->type);
+        int rc = type == NULL ? -1 : PyDict_SetItemString(types, rule->name, type);
+        Py_XDECREF(type);
+        if (rc < 0) {
+            goto error;
+        }
+    }
+    PyObject *module = PyImport_ImportModule("datetime");
+    PyObject *api = module == NULL ? NULL : PyObject_GetAttrString(module, "datetime_CAPI");
+    Py_XDECREF(module);
+    if (api == NULL || PyCapsule_GetPointer(api, PyDateTime_CAPSULE_NAME) == NULL) {
+        Py_XDECREF(api);
+        goto error;
+    }
+    PyTuple_SET_ITEM(cache, K_DATETIME_API, api);
+    Py_XSETREF(st->cb_cache, cache);
+    return 0;
+error:
+    Py_DECREF(cache);
+    return -1;
+}
+
+/* The type of the field `key`, whose UTF-8 is name[0..n). */
 static FieldType
-field_type(const char *name, size_t n)
+field_type(DarajaState *st, PyObject *key, const char *name, size_t n)
 {
     static const char suffix[] = "AvailableFunds";
     const size_t suffix_len = sizeof(suffix) - 1;
-    for (const FieldRule *rule = FIELD_RULES; rule->name != NULL; rule++) {
-        if (strlen(rule->name) == n && memcmp(rule->name, name, n) == 0) {
-            return rule->type;
-        }
+    PyObject *type = PyDict_GetItemWithError(KEY(st, K_TYPES), key);
+    if (type != NULL) {
+        return (FieldType)PyLong_AsLong(type);
     }
+    PyErr_Clear();  /* a str key's lookup cannot fail; be safe anyway */
     if (n > suffix_len && memcmp(name + n - suffix_len, suffix, suffix_len) == 0) {
         return FT_AMOUNT;
     }
     return FT_ANY;
 }
+
+/* Where a field sits, for an error message: "prefix.name". Paths are only written out when
+ * a value is refused, never on the way to success. */
+typedef struct {
+    const char *prefix;
+    const char *name;
+    size_t len;
+} FieldPath;
 
 /* Write "prefix.key" (or "key" when prefix is empty) into buf; bytes outside printable
  * ASCII become '?', so an error's field is always valid text. */
@@ -111,6 +200,19 @@ make_path(char buf[PATH_MAX_LEN], const char *prefix, const char *key, size_t ke
     buf[n] = '\0';
 }
 
+/* Raise ValidationError naming the field at `at`; always returns -1. */
+static int
+field_error(DarajaState *st, const FieldPath *at, const char *fmt, ...)
+{
+    char path[PATH_MAX_LEN], message[256];
+    va_list ap;
+    va_start(ap, fmt);
+    PyOS_vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    make_path(path, at->prefix, at->name, at->len);
+    return er_validation_error(st, path, "%s", message);
+}
+
 /* Is v an int and not a bool? */
 static int
 is_int(PyObject *v)
@@ -122,7 +224,7 @@ is_int(PyObject *v)
 
 /* A str as given, or the digits of an int (new reference); None stays None. */
 static PyObject *
-text_value(DarajaState *st, PyObject *v, const char *path)
+text_value(DarajaState *st, PyObject *v, const FieldPath *path)
 {
     if (v == Py_None || PyUnicode_Check(v)) {
         return Py_NewRef(v);
@@ -130,18 +232,18 @@ text_value(DarajaState *st, PyObject *v, const char *path)
     if (is_int(v)) {
         return PyObject_Str(v);
     }
-    er_validation_error(st, path, "must be a string, not %s", Py_TYPE(v)->tp_name);
+    field_error(st, path, "must be a string, not %s", Py_TYPE(v)->tp_name);
     return NULL;
 }
 
 /* A ResultCode exactly as given: an int or a str (new reference). */
 static PyObject *
-code_value(DarajaState *st, PyObject *v, const char *path)
+code_value(DarajaState *st, PyObject *v, const FieldPath *path)
 {
     if (is_int(v) || PyUnicode_Check(v)) {
         return Py_NewRef(v);
     }
-    er_validation_error(st, path, "must be a number or a string, not %s", Py_TYPE(v)->tp_name);
+    field_error(st, path, "must be a number or a string, not %s", Py_TYPE(v)->tp_name);
     return NULL;
 }
 
@@ -190,13 +292,13 @@ is_decimal_text(const char *s, size_t n)
 
 /* Decimal of the decimal text s[0..n), or None when empty (new reference). */
 static PyObject *
-decimal_from_text(DarajaState *st, const char *s, size_t n, const char *path)
+decimal_from_text(DarajaState *st, const char *s, size_t n, const FieldPath *path)
 {
     if (n == 0) {
         Py_RETURN_NONE;
     }
     if (!is_decimal_text(s, n)) {
-        er_validation_error(st, path, "must be a decimal amount such as 5.00");
+        field_error(st, path, "must be a decimal amount such as 5.00");
         return NULL;
     }
     PyObject *text = PyUnicode_FromStringAndSize(s, (Py_ssize_t)n);
@@ -210,7 +312,7 @@ decimal_from_text(DarajaState *st, const char *s, size_t n, const char *path)
 
 /* An amount as an exact Decimal from a JSON number or a numeric string; "" and None give None. */
 static PyObject *
-amount_value(DarajaState *st, PyObject *v, const char *path)
+amount_value(DarajaState *st, PyObject *v, const FieldPath *path)
 {
     if (v == Py_None) {
         Py_RETURN_NONE;
@@ -229,7 +331,7 @@ amount_value(DarajaState *st, PyObject *v, const char *path)
         }
         return decimal_from_text(st, s, (size_t)n, path);
     }
-    er_validation_error(st, path, "must be a decimal amount, not %s", Py_TYPE(v)->tp_name);
+    field_error(st, path, "must be a decimal amount, not %s", Py_TYPE(v)->tp_name);
     return NULL;
 }
 
@@ -394,47 +496,70 @@ to_nairobi(Stamp *t)
 
 /* Nairobi datetime of the date text s[0..n), or None when empty (new reference). */
 static PyObject *
-date_from_text(DarajaState *st, const char *s, size_t n, const char *path)
+date_from_text(DarajaState *st, const char *s, size_t n, const FieldPath *path)
 {
     Stamp t;
     if (n == 0) {
         Py_RETURN_NONE;
     }
     if (parse_stamp(s, n, &t) < 0 || to_nairobi(&t) < 0) {
-        er_validation_error(st, path,
-                            "must be a valid date as YYYYMMDDHHmmss, DD.MM.YYYY HH:MM:SS or "
-                            "YYYY-MM-DD HH:MM:SS");
+        field_error(st, path,
+                    "must be a valid date as YYYYMMDDHHmmss, DD.MM.YYYY HH:MM:SS or "
+                    "YYYY-MM-DD HH:MM:SS");
         return NULL;
     }
-    return PyObject_CallFunction(st->datetime, "iiiiiiiO", t.year, t.month, t.day, t.hour, t.minute,
-                                 t.second, t.micro, st->nairobi_tz);
+    PyDateTime_CAPI *api = PyCapsule_GetPointer(KEY(st, K_DATETIME_API), PyDateTime_CAPSULE_NAME);
+    if (api == NULL) {
+        return NULL;
+    }
+    return api->DateTime_FromDateAndTime(t.year, t.month, t.day, t.hour, t.minute, t.second, t.micro,
+                                         st->nairobi_tz, api->DateTimeType);
+}
+
+/* Digits of a non-negative int small enough for a date into buf; length, or -1 if none. */
+static int
+date_digits(PyObject *v, char buf[24])
+{
+    int overflow;
+    long long value = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || value < 0) {
+        return -1;
+    }
+    char rev[24];
+    int n = 0;
+    do {
+        rev[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value > 0);
+    for (int i = 0; i < n; i++) {
+        buf[i] = rev[n - 1 - i];
+    }
+    return n;
 }
 
 /* A date from a str or a 14-digit int, as an aware Nairobi datetime; "" and None give None. */
 static PyObject *
-date_value(DarajaState *st, PyObject *v, const char *path)
+date_value(DarajaState *st, PyObject *v, const FieldPath *path)
 {
-    PyObject *text = NULL, *result = NULL;
     if (v == Py_None) {
         Py_RETURN_NONE;
     }
     if (is_int(v)) {
-        if ((text = PyObject_Str(v)) == NULL) {
+        char digits[24];
+        int n = date_digits(v, digits);
+        if (n < 0) {
+            field_error(st, path, "must be a valid date as YYYYMMDDHHmmss");
             return NULL;
         }
-        v = text;
+        return date_from_text(st, digits, (size_t)n, path);
     }
     if (!PyUnicode_Check(v)) {
-        er_validation_error(st, path, "must be a date string or number, not %s", Py_TYPE(v)->tp_name);
+        field_error(st, path, "must be a date string or number, not %s", Py_TYPE(v)->tp_name);
         return NULL;
     }
     Py_ssize_t n;
     const char *s = PyUnicode_AsUTF8AndSize(v, &n);
-    if (s != NULL) {
-        result = date_from_text(st, s, (size_t)n, path);
-    }
-    Py_XDECREF(text);
-    return result;
+    return s == NULL ? NULL : date_from_text(st, s, (size_t)n, path);
 }
 
 /* ---- account balances and charges ------------------------------------ */
@@ -455,7 +580,7 @@ static const RecordFormat CHARGE_FORMAT = {CHARGE_KEYS, 3, 2};
 /* One '|'-separated record s[0..n) as a dict. Missing columns give None; columns past
  * the format's are ignored. */
 static PyObject *
-pipe_record(DarajaState *st, const char *s, size_t n, const RecordFormat *format, const char *path)
+pipe_record(DarajaState *st, const char *s, size_t n, const RecordFormat *format, const FieldPath *path)
 {
     PyObject *record = PyDict_New(), *value = NULL;
     size_t start = 0;
@@ -489,7 +614,7 @@ pipe_record(DarajaState *st, const char *s, size_t n, const RecordFormat *format
 
 /* '&'-separated records s[0..n) as a list of dicts; empty records are skipped. */
 static PyObject *
-pipe_records(DarajaState *st, const char *s, size_t n, const RecordFormat *format, const char *path)
+pipe_records(DarajaState *st, const char *s, size_t n, const RecordFormat *format, const FieldPath *path)
 {
     PyObject *list = PyList_New(0);
     size_t start = 0;
@@ -515,10 +640,10 @@ pipe_records(DarajaState *st, const char *s, size_t n, const RecordFormat *forma
 
 /* The UTF-8 of a str field, or NULL after raising for another type. */
 static const char *
-field_text(DarajaState *st, PyObject *v, const char *path, Py_ssize_t *n)
+field_text(DarajaState *st, PyObject *v, const FieldPath *path, Py_ssize_t *n)
 {
     if (!PyUnicode_Check(v)) {
-        er_validation_error(st, path, "must be a string, not %s", Py_TYPE(v)->tp_name);
+        field_error(st, path, "must be a string, not %s", Py_TYPE(v)->tp_name);
         return NULL;
     }
     return PyUnicode_AsUTF8AndSize(v, n);
@@ -527,7 +652,7 @@ field_text(DarajaState *st, PyObject *v, const char *path, Py_ssize_t *n)
 /* The AccountBalance string as a list of {account, currency, current, available,
  * reserved, uncleared}, one per '&'-separated account. */
 static PyObject *
-balances_value(DarajaState *st, PyObject *v, const char *path)
+balances_value(DarajaState *st, PyObject *v, const FieldPath *path)
 {
     Py_ssize_t n;
     if (v == Py_None) {
@@ -540,7 +665,7 @@ balances_value(DarajaState *st, PyObject *v, const char *path)
 /* DebitPartyCharges: a plain amount gives a Decimal, "" or None give None, and the
  * "Fee For B2C Payment|KES|22.40&..." form gives a list of {label, currency, amount}. */
 static PyObject *
-charges_value(DarajaState *st, PyObject *v, const char *path)
+charges_value(DarajaState *st, PyObject *v, const FieldPath *path)
 {
     Py_ssize_t n;
     if (!PyUnicode_Check(v)) {
@@ -562,41 +687,42 @@ charges_value(DarajaState *st, PyObject *v, const char *path)
 static PyObject *
 typed_value(DarajaState *st, PyObject *key, PyObject *v, const char *prefix)
 {
-    char path[PATH_MAX_LEN];
     Py_ssize_t n;
     const char *name = PyUnicode_AsUTF8AndSize(key, &n);
     if (name == NULL) {
         return NULL;
     }
-    FieldType type = field_type(name, (size_t)n);
+    FieldType type = field_type(st, key, name, (size_t)n);
     if (type == FT_ANY) {
         return Py_NewRef(v);
     }
-    make_path(path, prefix, name, (size_t)n);
+    FieldPath path = {prefix, name, (size_t)n};
     switch (type) {
     case FT_TEXT:
-        return text_value(st, v, path);
+        return text_value(st, v, &path);
     case FT_CODE:
-        return code_value(st, v, path);
+        return code_value(st, v, &path);
     case FT_AMOUNT:
-        return amount_value(st, v, path);
+        return amount_value(st, v, &path);
     case FT_DATE:
-        return date_value(st, v, path);
+        return date_value(st, v, &path);
     case FT_BALANCES:
-        return balances_value(st, v, path);
+        return balances_value(st, v, &path);
     case FT_CHARGES:
-        return charges_value(st, v, path);
+        return charges_value(st, v, &path);
     default:
         return Py_NewRef(v);
     }
 }
 
-/* Is the str key one of the NULL-terminated names? */
+/* Is the str key one of the cached keys listed in skip (ended by -1)? */
 static int
-key_in(PyObject *key, const char *const *names)
+key_in(DarajaState *st, PyObject *key, const int *skip)
 {
-    for (; names != NULL && *names != NULL; names++) {
-        if (PyUnicode_CompareWithASCIIString(key, *names) == 0) {
+    for (; skip != NULL && *skip >= 0; skip++) {
+        PyObject *name = KEY(st, *skip);
+        if (key == name || (PyUnicode_GET_LENGTH(key) == PyUnicode_GET_LENGTH(name) &&
+                            PyUnicode_Compare(key, name) == 0)) {
             return 1;
         }
     }
@@ -605,12 +731,12 @@ key_in(PyObject *key, const char *const *names)
 
 /* Copy every member of `record` except `skip` into out, typed. */
 static int
-copy_fields(DarajaState *st, PyObject *out, PyObject *record, const char *prefix, const char *const *skip)
+copy_fields(DarajaState *st, PyObject *out, PyObject *record, const char *prefix, const int *skip)
 {
     PyObject *key, *value;
     Py_ssize_t pos = 0;
     while (PyDict_Next(record, &pos, &key, &value)) {
-        if (key_in(key, skip)) {
+        if (key_in(st, key, skip)) {
             continue;
         }
         PyObject *typed = typed_value(st, key, value, prefix);
@@ -623,28 +749,40 @@ copy_fields(DarajaState *st, PyObject *out, PyObject *record, const char *prefix
     return 0;
 }
 
-/* Each of `names` must be in out and not None; ValidationError names prefix.name. */
+/* d[KEY(k)] (borrowed) or NULL; a str key's lookup in a dict of str keys cannot fail. */
+static PyObject *
+get_key(DarajaState *st, PyObject *d, int k)
+{
+    return PyDict_GetItemWithError(d, KEY(st, k));
+}
+
+/* Each cached key in `names` (ended by -1) must be in out and not None; ValidationError
+ * names prefix.name. */
 static int
-check_required(DarajaState *st, PyObject *out, const char *prefix, const char *const *names)
+check_required(DarajaState *st, PyObject *out, const char *prefix, const int *names)
 {
     char path[PATH_MAX_LEN];
-    for (; *names != NULL; names++) {
-        PyObject *v = PyDict_GetItemString(out, *names);
+    for (; *names >= 0; names++) {
+        PyObject *v = get_key(st, out, *names);
         if (v == NULL || v == Py_None) {
-            make_path(path, prefix, *names, strlen(*names));
+            if (PyErr_Occurred()) {
+                return -1;
+            }
+            const char *name = KEY_NAMES[*names];
+            make_path(path, prefix, name, strlen(name));
             return er_validation_error(st, path, v == NULL ? "is missing" : "must not be empty");
         }
     }
     return 0;
 }
 
-/* Set *out to parent[key] (borrowed), which must be a JSON object; path names it on error. */
+/* Set *out to parent[KEY(k)] (borrowed), which must be a JSON object; path names it on error. */
 static int
-get_object(DarajaState *st, PyObject *parent, const char *key, const char *path, PyObject **out)
+get_object(DarajaState *st, PyObject *parent, int k, const char *path, PyObject **out)
 {
-    PyObject *v = PyDict_GetItemString(parent, key);
+    PyObject *v = get_key(st, parent, k);
     if (v == NULL) {
-        return er_validation_error(st, path, "is missing");
+        return PyErr_Occurred() ? -1 : er_validation_error(st, path, "is missing");
     }
     if (!PyDict_Check(v)) {
         return er_validation_error(st, path, "must be an object");
@@ -653,79 +791,136 @@ get_object(DarajaState *st, PyObject *parent, const char *key, const char *path,
     return 0;
 }
 
-/* Add one {name_key: str, "Value": any} item to out unless its name is already there.
- * Structural faults name item_path; a mistyped value names container_path.Name. */
+/* A list of items being flattened: where it is, what its items are called, and where every
+ * item goes besides the flat fields. */
+typedef struct {
+    const char *container_path; /* "Result.ResultParameters" */
+    int list_key;               /* K_ResultParameter */
+    int name_key;               /* K_Key or K_Name */
+    PyObject *top;              /* record whose own fields an item must not shadow, or NULL */
+    PyObject *all;              /* list that gets every (name, value) in order, or NULL */
+} ItemList;
+
+/* Raise ValidationError for item `index` (-1: the only one) of the list, or its name field
+ * when `member` is set; always returns -1. */
 static int
-flatten_item(DarajaState *st, PyObject *out, PyObject *item, const char *item_path,
-             const char *container_path, const char *name_key)
+item_error(DarajaState *st, const ItemList *list, Py_ssize_t index, int member, const char *what)
 {
-    char path[PATH_MAX_LEN];
+    char path[PATH_MAX_LEN + 48];
+    int n = index < 0 ? PyOS_snprintf(path, sizeof(path), "%s.%s", list->container_path,
+                                      KEY_NAMES[list->list_key])
+                      : PyOS_snprintf(path, sizeof(path), "%s.%s[%zd]", list->container_path,
+                                      KEY_NAMES[list->list_key], index);
+    if (member && n > 0 && (size_t)n < sizeof(path)) {
+        PyOS_snprintf(path + n, sizeof(path) - (size_t)n, ".%s", KEY_NAMES[list->name_key]);
+    }
+    return er_validation_error(st, path, "%s", what);
+}
+
+/* The flat name of an item whose name is a field of list->top ("ResultParameter.Name"): an
+ * item must never replace a top-level field, and must not be lost either (new reference). */
+static PyObject *
+shadowed_name(DarajaState *st, const ItemList *list, PyObject *name)
+{
+    return PyUnicode_FromFormat("%U.%U", KEY(st, list->list_key), name);
+}
+
+/* Add one {name_key: str, "Value": any} item to out, and to list->all when set. In out an
+ * item never replaces a field already there (the first item of a name wins); one that
+ * shares its name with a field of list->top goes under shadowed_name instead. Structural
+ * faults name the item; a mistyped value names container_path.Name. */
+static int
+flatten_item(DarajaState *st, PyObject *out, const ItemList *list, PyObject *item, Py_ssize_t index)
+{
+    PyObject *flat = NULL, *typed = NULL, *pair = NULL;
+    int rc = -1;
     if (!PyDict_Check(item)) {
-        return er_validation_error(st, item_path, "must be an object");
+        return item_error(st, list, index, 0, "must be an object");
     }
-    PyObject *name = PyDict_GetItemString(item, name_key);
+    PyObject *name = get_key(st, item, list->name_key);
     if (name == NULL || !PyUnicode_Check(name)) {
-        make_path(path, item_path, name_key, strlen(name_key));
-        return er_validation_error(st, path, name == NULL ? "is missing" : "must be a string");
+        return PyErr_Occurred() ? -1 : item_error(st, list, index, 1, name == NULL ? "is missing" : "must be a string");
     }
-    int present = PyDict_Contains(out, name);
-    if (present != 0) {
-        return present < 0 ? -1 : 0;  /* top-level fields and earlier items win */
-    }
-    PyObject *value = PyDict_GetItemString(item, "Value");
-    PyObject *typed = typed_value(st, name, value != NULL ? value : Py_None, container_path);
-    if (typed == NULL) {
+    PyObject *value = get_key(st, item, K_Value);
+    if (value == NULL && PyErr_Occurred()) {
         return -1;
     }
-    int rc = PyDict_SetItem(out, name, typed);
-    Py_DECREF(typed);
+    flat = Py_NewRef(name);
+    if (list->top != NULL) {
+        int shadows = PyDict_Contains(list->top, name);
+        if (shadows < 0) {
+            goto done;
+        }
+        if (shadows || key_in(st, name, (const int[]){K_kind, K_success, K_parameters, K_references, -1})) {
+            Py_SETREF(flat, shadowed_name(st, list, name));
+            if (flat == NULL) {
+                goto done;
+            }
+        }
+    }
+    int present = PyDict_Contains(out, flat);
+    if (present < 0) {
+        goto done;
+    }
+    if (present && list->all == NULL) {
+        rc = 0;  /* nothing more to keep: skip typing it */
+        goto done;
+    }
+    if ((typed = typed_value(st, name, value != NULL ? value : Py_None, list->container_path)) == NULL) {
+        goto done;
+    }
+    if (!present && PyDict_SetItem(out, flat, typed) < 0) {
+        goto done;
+    }
+    if (list->all != NULL &&
+        ((pair = PyTuple_Pack(2, name, typed)) == NULL || PyList_Append(list->all, pair) < 0)) {
+        goto done;
+    }
+    rc = 0;
+done:
+    Py_XDECREF(pair);
+    Py_XDECREF(typed);
+    Py_XDECREF(flat);
     return rc;
 }
 
 /* Flatten container[list_key] - one item or a list of them - into out. A missing or
  * null container or list adds nothing. Items are {name_key, Value}; Value may be absent. */
 static int
-flatten_items(DarajaState *st, PyObject *out, PyObject *container, const char *container_path,
-              const char *list_key, const char *name_key)
+flatten_items(DarajaState *st, PyObject *out, PyObject *container, const ItemList *list)
 {
-    char path[PATH_MAX_LEN], item_path[PATH_MAX_LEN + 24];
     if (container == NULL || container == Py_None) {
-        return 0;
+        return PyErr_Occurred() ? -1 : 0;
     }
     if (!PyDict_Check(container)) {
-        return er_validation_error(st, container_path, "must be an object");
+        return er_validation_error(st, list->container_path, "must be an object");
     }
-    PyObject *items = PyDict_GetItemString(container, list_key);
-    make_path(path, container_path, list_key, strlen(list_key));
+    PyObject *items = get_key(st, container, list->list_key);
     if (items == NULL || items == Py_None) {
-        return 0;
+        return PyErr_Occurred() ? -1 : 0;
     }
     if (PyDict_Check(items)) {
-        return flatten_item(st, out, items, path, container_path, name_key);
+        return flatten_item(st, out, list, items, -1);
     }
     if (!PyList_Check(items)) {
-        return er_validation_error(st, path, "must be an object or a list of objects");
+        return item_error(st, list, -1, 0, "must be an object or a list of objects");
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
-        PyOS_snprintf(item_path, sizeof(item_path), "%s[%zd]", path, i);
-        if (flatten_item(st, out, PyList_GET_ITEM(items, i), item_path, container_path, name_key) < 0) {
+        if (flatten_item(st, out, list, PyList_GET_ITEM(items, i), i) < 0) {
             return -1;
         }
     }
     return 0;
 }
 
-/* Set out["kind"] and out["success"]. */
+/* Set out["kind"] (the cached str at index kind) and out["success"]. */
 static int
-set_kind(PyObject *out, const char *kind, int success)
+set_kind(DarajaState *st, PyObject *out, int kind, int success)
 {
-    PyObject *k = PyUnicode_FromString(kind);
-    int rc = k == NULL || PyDict_SetItemString(out, "kind", k) < 0 ||
-                     PyDict_SetItemString(out, "success", success ? Py_True : Py_False) < 0
-                 ? -1
-                 : 0;
-    Py_XDECREF(k);
-    return rc;
+    return PyDict_SetItem(out, KEY(st, K_kind), KEY(st, kind)) < 0 ||
+                   PyDict_SetItem(out, KEY(st, K_success), success ? Py_True : Py_False) < 0
+               ? -1
+               : 0;
 }
 
 /* ---- kinds ------------------------------------------------------------- */
@@ -734,52 +929,62 @@ set_kind(PyObject *out, const char *kind, int success)
 static int
 parse_stk(DarajaState *st, PyObject *root, PyObject *out)
 {
-    static const char *const skip[] = {"CallbackMetadata", NULL};
-    static const char *const required[] = {"MerchantRequestID", "CheckoutRequestID", "ResultCode",
-                                           "ResultDesc", NULL};
+    static const int skip[] = {K_CallbackMetadata, -1};
+    static const int required[] = {K_MerchantRequestID, K_CheckoutRequestID, K_ResultCode, K_ResultDesc, -1};
+    const ItemList items = {"Body.stkCallback.CallbackMetadata", K_Item, K_Name, NULL, NULL};
     const char *prefix = "Body.stkCallback";
     PyObject *body = NULL, *callback = NULL;
-    if (get_object(st, root, "Body", "Body", &body) < 0 ||
-        get_object(st, body, "stkCallback", prefix, &callback) < 0 ||
+    if (get_object(st, root, K_Body, "Body", &body) < 0 ||
+        get_object(st, body, K_stkCallback, prefix, &callback) < 0 ||
         copy_fields(st, out, callback, prefix, skip) < 0 || check_required(st, out, prefix, required) < 0 ||
-        set_kind(out, "stk", code_is_success(PyDict_GetItemString(out, "ResultCode"))) < 0) {
+        set_kind(st, out, K_stk, code_is_success(get_key(st, out, K_ResultCode))) < 0) {
         return -1;
     }
-    return flatten_items(st, out, PyDict_GetItemString(callback, "CallbackMetadata"),
-                         "Body.stkCallback.CallbackMetadata", "Item", "Name");
+    return flatten_items(st, out, get_key(st, callback, K_CallbackMetadata), &items);
 }
 
 /* The flat C2B validation or confirmation body. */
 static int
-parse_c2b(DarajaState *st, PyObject *root, PyObject *out, const char *kind, int confirmation)
+parse_c2b(DarajaState *st, PyObject *root, PyObject *out, int kind)
 {
-    static const char *const validation_required[] = {"TransID", "TransAmount", "BusinessShortCode", NULL};
-    static const char *const confirmation_required[] = {"TransID", "TransAmount", "BusinessShortCode",
-                                                        "TransactionType", "TransTime", "MSISDN", NULL};
+    static const int validation_required[] = {K_TransID, K_TransAmount, K_BusinessShortCode, -1};
+    static const int confirmation_required[] = {K_TransID, K_TransAmount, K_BusinessShortCode,
+                                                K_TransactionType, K_TransTime, K_MSISDN, -1};
     if (copy_fields(st, out, root, "", NULL) < 0 ||
-        check_required(st, out, "", confirmation ? confirmation_required : validation_required) < 0) {
+        check_required(st, out, "", kind == K_c2b_confirmation ? confirmation_required : validation_required) < 0) {
         return -1;
     }
-    return set_kind(out, kind, 1);
+    return set_kind(st, out, kind, 1);
 }
 
-/* {"Result": {..., "ResultParameters": {"ResultParameter": ...}, "ReferenceData": {"ReferenceItem": ...}}} */
+/* {"Result": {..., "ResultParameters": {"ResultParameter": ...}, "ReferenceData": {"ReferenceItem": ...}}}:
+ * every item, in order and with repeats, also goes to out["parameters"] / out["references"]. */
 static int
-parse_result(DarajaState *st, PyObject *root, PyObject *out, const char *kind)
+parse_result(DarajaState *st, PyObject *root, PyObject *out, int kind)
 {
-    static const char *const skip[] = {"ResultParameters", "ReferenceData", NULL};
-    static const char *const required[] = {"ResultCode", "ResultDesc", "OriginatorConversationID",
-                                           "ConversationID", NULL};
-    PyObject *result = NULL;
-    if (get_object(st, root, "Result", "Result", &result) < 0 ||
+    static const int skip[] = {K_ResultParameters, K_ReferenceData, -1};
+    static const int required[] = {K_ResultCode, K_ResultDesc, K_OriginatorConversationID, K_ConversationID, -1};
+    PyObject *result = NULL, *parameters = NULL, *references = NULL;
+    int rc = -1;
+    if (get_object(st, root, K_Result, "Result", &result) < 0 ||
         copy_fields(st, out, result, "Result", skip) < 0 || check_required(st, out, "Result", required) < 0 ||
-        set_kind(out, kind, code_is_success(PyDict_GetItemString(out, "ResultCode"))) < 0 ||
-        flatten_items(st, out, PyDict_GetItemString(result, "ResultParameters"), "Result.ResultParameters",
-                      "ResultParameter", "Key") < 0) {
-        return -1;
+        set_kind(st, out, kind, code_is_success(get_key(st, out, K_ResultCode))) < 0 ||
+        (parameters = PyList_New(0)) == NULL || (references = PyList_New(0)) == NULL) {
+        goto done;
     }
-    return flatten_items(st, out, PyDict_GetItemString(result, "ReferenceData"), "Result.ReferenceData",
-                         "ReferenceItem", "Key");
+    const ItemList parameter_items = {"Result.ResultParameters", K_ResultParameter, K_Key, result, parameters};
+    const ItemList reference_items = {"Result.ReferenceData", K_ReferenceItem, K_Key, result, references};
+    if (flatten_items(st, out, get_key(st, result, K_ResultParameters), &parameter_items) < 0 ||
+        flatten_items(st, out, get_key(st, result, K_ReferenceData), &reference_items) < 0 ||
+        PyDict_SetItem(out, KEY(st, K_parameters), parameters) < 0 ||
+        PyDict_SetItem(out, KEY(st, K_references), references) < 0) {
+        goto done;
+    }
+    rc = 0;
+done:
+    Py_XDECREF(references);
+    Py_XDECREF(parameters);
+    return rc;
 }
 
 /* Append one pull transaction, typed, to list. */
@@ -802,17 +1007,20 @@ append_transaction(DarajaState *st, PyObject *list, PyObject *tx, const char *pa
 static int
 parse_pull(DarajaState *st, PyObject *root, PyObject *out)
 {
-    static const char *const skip[] = {"Response", NULL};
-    static const char *const required[] = {"ResponseRefID", NULL};
+    static const int skip[] = {K_Response, -1};
+    static const int required[] = {K_ResponseRefID, -1};
     char path[PATH_MAX_LEN];
     PyObject *list = NULL;
     int rc = -1;
 
     if (copy_fields(st, out, root, "", skip) < 0 || check_required(st, out, "", required) < 0 ||
-        set_kind(out, "pull", 1) < 0 || (list = PyList_New(0)) == NULL) {
+        set_kind(st, out, K_pull, 1) < 0 || (list = PyList_New(0)) == NULL) {
         goto done;
     }
-    PyObject *response = PyDict_GetItemString(root, "Response");
+    PyObject *response = get_key(st, root, K_Response);
+    if (response == NULL && PyErr_Occurred()) {
+        goto done;
+    }
     if (response != NULL && response != Py_None) {
         if (!PyList_Check(response)) {
             er_validation_error(st, "Response", "must be a list");
@@ -835,7 +1043,7 @@ parse_pull(DarajaState *st, PyObject *root, PyObject *out)
             }
         }
     }
-    rc = PyDict_SetItemString(out, "transactions", list);
+    rc = PyDict_SetItem(out, KEY(st, K_transactions), list);
 done:
     Py_XDECREF(list);
     return rc;
@@ -843,8 +1051,20 @@ done:
 
 /* ---- Python: parse_callback ------------------------------------------- */
 
+/* In the order of their cached keys, K_stk to K_pull. */
 static const char *const KINDS[] = {"stk", "c2b_validation", "c2b_confirmation", "result", "timeout",
                                     "pull", NULL};
+
+/* The index in KINDS of a pointer va_choice returned. */
+static Py_ssize_t
+kind_index(const char *kind)
+{
+    Py_ssize_t i = 0;
+    while (KINDS[i] != kind) {
+        i++;
+    }
+    return i;
+}
 
 /* The bytes of a body given as bytes-like or str (UTF-8); fills view. */
 static int
@@ -892,17 +1112,18 @@ cb_parse_callback(PyObject *module, PyObject *args, PyObject *kwargs)
     if ((out = PyDict_New()) == NULL) {
         goto done;
     }
-    if (strcmp(kind, "stk") == 0) {
+    int k = K_stk + (int)(kind_index(kind));
+    if (k == K_stk) {
         rc = parse_stk(st, root, out);
     }
-    else if (strcmp(kind, "c2b_validation") == 0 || strcmp(kind, "c2b_confirmation") == 0) {
-        rc = parse_c2b(st, root, out, kind, strcmp(kind, "c2b_confirmation") == 0);
+    else if (k == K_c2b_validation || k == K_c2b_confirmation) {
+        rc = parse_c2b(st, root, out, k);
     }
-    else if (strcmp(kind, "pull") == 0) {
+    else if (k == K_pull) {
         rc = parse_pull(st, root, out);
     }
     else {
-        rc = parse_result(st, root, out, kind);
+        rc = parse_result(st, root, out, k);
     }
 done:
     if (rc < 0) {
@@ -1003,5 +1224,8 @@ static PyMethodDef cb_methods[] = {
 int
 cb_add_functions(PyObject *module)
 {
+    if (make_cache(PyModule_GetState(module)) < 0) {
+        return -1;
+    }
     return PyModule_AddFunctions(module, cb_methods);
 }

@@ -106,6 +106,7 @@ typedef struct {
     PyObject *Decimal;     /* decimal.Decimal, for callback amounts and JSON fractions */
     PyObject *datetime;    /* datetime.datetime, for callback dates */
     PyObject *nairobi_tz;  /* datetime.timezone(timedelta(hours=3), "EAT") */
+    PyObject *cb_cache;    /* callbacks.c's interned keys and lookup tables (a tuple) */
     TokenCache tokens;
     KeySlot keys[DR_KEY_CACHE_SLOTS];
     unsigned next_key_slot;

@@ -13,7 +13,8 @@
  *   Daraja never does, and Python's json.loads refuses it too);
  * - a duplicate key in an object: the last one wins, as with Python's json;
  * - integers become int (any size Python's int() accepts); numbers with a fraction
- *   or an exponent become decimal.Decimal built from the literal text, never float.
+ *   or an exponent become decimal.Decimal built from the literal text, never float;
+ *   an exponent is at most 100 either way (1e101 is refused, with its offset).
  *
  * The reader recurses once per nesting level, so DR_MAX_DEPTH also bounds the C stack.
  */
@@ -314,8 +315,17 @@ read_number(Reader *r)
         if (r->pos < r->len && (r->data[r->pos] == '+' || r->data[r->pos] == '-')) {
             r->pos++;
         }
+        size_t digits_at = r->pos;
         if (skip_digits(r) == 0) {
             return fail_at(r, start, "exponent must have digits");
+        }
+        /* Bound the exponent before Decimal sees it: Decimal("1e999999999") is cheap to make
+         * but int(), quantize() or as_integer_ratio() of it would run for minutes. */
+        while (digits_at + 1 < r->pos && r->data[digits_at] == '0') {
+            digits_at++;
+        }
+        if (r->pos - digits_at > 3 || (r->pos - digits_at == 3 && memcmp(r->data + digits_at, "100", 3) > 0)) {
+            return fail_at(r, start, "number with an exponent beyond 100");
         }
     }
     PyObject *text = PyUnicode_FromStringAndSize((const char *)r->data + start,

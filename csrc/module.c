@@ -4,6 +4,7 @@
  */
 #include "daraja.h"
 
+#include <math.h>
 #include <string.h>
 
 static struct PyModuleDef daraja_module;
@@ -93,20 +94,36 @@ check_token_store(DarajaState *st, PyObject *store)
     return 0;
 }
 
+/* A number of seconds from an int or float (never a bool) into *out; ValidationError naming
+ * field for anything else, including ints too large for a double. */
+static int
+seconds_arg(DarajaState *st, const char *field, PyObject *v, double *out)
+{
+    if (PyBool_Check(v) || !(PyLong_Check(v) || PyFloat_Check(v))) {
+        return er_validation_error(st, field, "must be a number of seconds, not %s", Py_TYPE(v)->tp_name);
+    }
+    *out = PyLong_Check(v) ? PyLong_AsDouble(v) : PyFloat_AS_DOUBLE(v);
+    if (*out == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        *out = INFINITY;  /* too large for a double: out of every range below */
+    }
+    return 0;
+}
+
 static PyObject *
 client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"consumer_key", "consumer_secret", "environment", "base_url", "ca_file",
                              "timeout", "connect_timeout", "token_store", NULL};
     PyObject *key_obj, *secret_obj, *env_obj = NULL, *base_obj = Py_None, *ca_obj = Py_None;
-    PyObject *store = Py_None;
-    double timeout = 30.0, connect_timeout = -1.0;  /* default: 5 s, or timeout if shorter */
+    PyObject *store = Py_None, *timeout_obj = NULL, *connect_obj = NULL;
+    double timeout = 30.0, connect_timeout;  /* default: 5 s, or timeout if shorter */
     PyObject *ca_path = NULL;
     const char *key, *secret, *environment;
     Py_ssize_t key_len, secret_len;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$OOOddO:Client", kwlist, &key_obj, &secret_obj,
-                                     &env_obj, &base_obj, &ca_obj, &timeout, &connect_timeout, &store)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$OOOOOO:Client", kwlist, &key_obj, &secret_obj,
+                                     &env_obj, &base_obj, &ca_obj, &timeout_obj, &connect_obj, &store)) {
         return NULL;
     }
     PyObject *module = PyType_GetModule(type);
@@ -131,12 +148,18 @@ client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     else if (va_choice(st, "environment", env_obj, ENVIRONMENTS, &environment) < 0) {
         return NULL;
     }
+    if (timeout_obj != NULL && seconds_arg(st, "timeout", timeout_obj, &timeout) < 0) {
+        return NULL;
+    }
     if (!(timeout > 0.0 && timeout <= 600.0)) {
         er_validation_error(st, "timeout", "must be between 0 and 600 seconds");
         return NULL;
     }
-    if (connect_timeout == -1.0) {
+    if (connect_obj == NULL) {
         connect_timeout = timeout < 5.0 ? timeout : 5.0;
+    }
+    else if (seconds_arg(st, "connect_timeout", connect_obj, &connect_timeout) < 0) {
+        return NULL;
     }
     if (!(connect_timeout > 0.0 && connect_timeout <= timeout)) {
         er_validation_error(st, "connect_timeout", "must be positive and at most timeout");
@@ -476,6 +499,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->Decimal);
     Py_VISIT(st->datetime);
     Py_VISIT(st->nairobi_tz);
+    Py_VISIT(st->cb_cache);
     return 0;
 }
 
@@ -494,6 +518,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->Decimal);
     Py_CLEAR(st->datetime);
     Py_CLEAR(st->nairobi_tz);
+    Py_CLEAR(st->cb_cache);
     return 0;
 }
 

@@ -103,23 +103,27 @@ check_choice(DarajaState *st, const RqField *f, PyObject *obj, RqValue *v)
     return rc;
 }
 
-/* A date and time for the pull API: "YYYY-MM-DD HH:MM:SS" text, or a datetime
- * (aware ones are converted to Nairobi time). */
+/* A date and time for the pull API: "YYYY-MM-DD HH:MM:SS" text (Nairobi time), or an aware
+ * datetime, converted to Nairobi time. A naive datetime is refused: its meaning depends on
+ * the server's zone, and a window read three hours off misses the transactions it is for. */
 static int
 check_datetime(DarajaState *st, const RqField *f, PyObject *obj, RqValue *v)
 {
-    PyObject *local = NULL, *text = NULL;
+    PyObject *local = NULL, *text = NULL, *offset = NULL;
     int rc = -1;
     if (PyObject_HasAttrString(obj, "strftime") && !PyUnicode_Check(obj)) {
-        PyObject *tz = PyObject_GetAttrString(obj, "tzinfo");
-        if (tz == NULL) {
+        if ((offset = PyObject_CallMethod(obj, "utcoffset", NULL)) == NULL) {
             PyErr_Clear();
             return er_validation_error(st, f->kw, "must be a datetime or 'YYYY-MM-DD HH:MM:SS'");
         }
-        local = tz == Py_None || st->nairobi_tz == NULL
-                    ? Py_NewRef(obj)
-                    : PyObject_CallMethod(obj, "astimezone", "O", st->nairobi_tz);
-        Py_DECREF(tz);
+        if (offset == Py_None) {
+            Py_DECREF(offset);
+            return er_validation_error(st, f->kw,
+                                       "must be an aware datetime (a naive one has no zone) or "
+                                       "'YYYY-MM-DD HH:MM:SS' in Nairobi time");
+        }
+        Py_DECREF(offset);
+        local = PyObject_CallMethod(obj, "astimezone", "O", st->nairobi_tz);
         if (local == NULL || (text = PyObject_CallMethod(local, "strftime", "s", "%Y-%m-%d %H:%M:%S")) == NULL) {
             PyErr_Clear();
             er_validation_error(st, f->kw, "must be a datetime or 'YYYY-MM-DD HH:MM:SS'");

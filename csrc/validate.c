@@ -70,32 +70,45 @@ check_int_or_str(DarajaState *st, const char *field, PyObject *v)
     return 0;
 }
 
+/* The decimal digits of a non-negative int into out[size] without str(): str() of a huge int
+ * raises ValueError and costs time; -1 (no exception) if v is negative or too long for out. */
+static int
+int_digits(PyObject *v, char *out, size_t size)
+{
+    int overflow;
+    long long value = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || value < 0) {
+        return -1;  /* a value above LLONG_MAX has more digits than any field takes */
+    }
+    int n = PyOS_snprintf(out, size, "%lld", value);
+    return n > 0 && (size_t)n < size ? n : -1;
+}
+
 /* Digits of a non-negative int or a str into out[size]; -1 with an error otherwise. */
 static int
 digits_of(DarajaState *st, const char *field, PyObject *v, char *out, size_t size, size_t *len)
 {
     const char *s;
     Py_ssize_t n = 0;
-    PyObject *text = NULL;
 
     if (check_int_or_str(st, field, v) < 0) {
         return -1;
     }
     if (PyLong_Check(v)) {
-        if ((text = PyObject_Str(v)) == NULL) {
-            return -1;
+        int digits = int_digits(v, out, size);
+        if (digits < 0) {
+            return er_validation_error(st, field, "must be digits only");
         }
-        v = text;
+        *len = (size_t)digits;
+        return 0;
     }
     s = PyUnicode_AsUTF8AndSize(v, &n);
     if (s == NULL || (size_t)n >= size || !all_digits(s, (size_t)n)) {
-        Py_XDECREF(text);
         PyErr_Clear();
         return er_validation_error(st, field, "must be digits only");
     }
     memcpy(out, s, (size_t)n + 1);
     *len = (size_t)n;
-    Py_XDECREF(text);
     return 0;
 }
 
@@ -161,17 +174,87 @@ parse_whole_number(const char *s, size_t n, long long *out)
     return 0;
 }
 
-/* The value of v when it is a whole number; 0 on success, -1 (no exception) if not. */
+#define WHOLE_MAX_DIGITS 18  /* any amount fits; so does a long long */
+
+/* The value of the Decimal v when it is a whole number; 0, or -1 (no exception) if not.
+ * Reads sign, digits and exponent through decimal.Decimal.as_tuple itself (a subclass cannot
+ * override it) and checks the exponent before any arithmetic: as_integer_ratio() of
+ * Decimal("1E+999999999") would build a billion-digit int with the GIL held. */
 static int
-whole_number(PyObject *v, long long *out)
+whole_decimal(DarajaState *st, PyObject *v, long long *out)
+{
+    PyObject *as_tuple = NULL, *parts = NULL;
+    int rc = -1;
+
+    if ((as_tuple = PyObject_GetAttrString(st->Decimal, "as_tuple")) == NULL ||
+        (parts = PyObject_CallOneArg(as_tuple, v)) == NULL || !PyTuple_Check(parts) ||
+        PyTuple_GET_SIZE(parts) != 3) {
+        goto done;
+    }
+    PyObject *sign = PyTuple_GET_ITEM(parts, 0), *digits = PyTuple_GET_ITEM(parts, 1);
+    PyObject *exponent = PyTuple_GET_ITEM(parts, 2);
+    if (!PyLong_CheckExact(sign) || !PyTuple_Check(digits) || !PyLong_CheckExact(exponent)) {
+        goto done;  /* NaN, sNaN and Infinity have a str exponent */
+    }
+    int overflow;
+    long exp = PyLong_AsLongAndOverflow(exponent, &overflow);
+    Py_ssize_t n = PyTuple_GET_SIZE(digits);
+    if (overflow || exp > WHOLE_MAX_DIGITS || exp < -(long)n) {
+        /* Too large, or (digits are never all zero past the first) a fraction. Zero is
+         * (0,) with any exponent: only the digits could tell, and zero is never an amount. */
+        goto done;
+    }
+    Py_ssize_t whole = n + exp;  /* digits before the point */
+    if (whole > WHOLE_MAX_DIGITS) {
+        goto done;
+    }
+    long long value = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = PyTuple_GET_ITEM(digits, i);
+        long digit = PyLong_CheckExact(d) ? PyLong_AsLong(d) : -1;
+        if (digit < 0 || digit > 9 || (i >= whole && digit != 0)) {
+            goto done;
+        }
+        if (i < whole) {
+            value = value * 10 + digit;
+        }
+    }
+    for (long i = 0; i < exp; i++) {
+        value *= 10;
+    }
+    *out = PyLong_AsLong(sign) == 1 ? -value : value;
+    rc = 0;
+done:
+    Py_XDECREF(parts);
+    Py_XDECREF(as_tuple);
+    return rc;
+}
+
+/* The value of an int (any int subclass, never a bool), or -1 (no exception) if out of range. */
+static int
+whole_int(PyObject *v, long long *out)
+{
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || (*out == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
+/* The value of v when it is a whole number; 0 on success, -1 (no exception) if not.
+ * Types are checked before any user code runs, and user code runs at most once: an
+ * integer-like object's __index__, or another number's as_integer_ratio(), whose
+ * answer must be two plain ints. Nothing here recurses on what a user object returns. */
+static int
+whole_number(DarajaState *st, PyObject *v, long long *out)
 {
     if (PyBool_Check(v)) {
         return -1;
     }
     if (PyLong_Check(v)) {
-        int overflow;
-        *out = PyLong_AsLongLongAndOverflow(v, &overflow);
-        return overflow || (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+        return whole_int(v, out);
     }
     if (PyFloat_Check(v)) {
         double d = PyFloat_AS_DOUBLE(v);
@@ -186,12 +269,25 @@ whole_number(PyObject *v, long long *out)
         const char *s = PyUnicode_AsUTF8AndSize(v, &n);
         return s == NULL ? -1 : parse_whole_number(s, (size_t)n, out);
     }
-    /* Decimal, Fraction and friends: exact, through as_integer_ratio(). */
+    if (PyObject_TypeCheck(v, (PyTypeObject *)st->Decimal)) {
+        return whole_decimal(st, v, out);
+    }
+    if (PyIndex_Check(v)) {
+        /* numpy integers and friends; PyNumber_Index refuses an answer that is not an int. */
+        PyObject *index = PyNumber_Index(v);
+        int rc = index != NULL && !PyBool_Check(index) ? whole_int(index, out) : -1;
+        Py_XDECREF(index);
+        return rc;
+    }
+    /* Fraction and friends: exact, through as_integer_ratio(), called once. */
     PyObject *ratio = PyObject_CallMethod(v, "as_integer_ratio", NULL);
     int rc = -1;
-    if (ratio != NULL && PyTuple_Check(ratio) && PyTuple_GET_SIZE(ratio) == 2 &&
-        PyLong_Check(PyTuple_GET_ITEM(ratio, 1)) && PyLong_AsLong(PyTuple_GET_ITEM(ratio, 1)) == 1) {
-        rc = whole_number(PyTuple_GET_ITEM(ratio, 0), out);
+    if (ratio != NULL && PyTuple_CheckExact(ratio) && PyTuple_GET_SIZE(ratio) == 2 &&
+        PyLong_CheckExact(PyTuple_GET_ITEM(ratio, 0)) && PyLong_CheckExact(PyTuple_GET_ITEM(ratio, 1))) {
+        long long denominator;
+        if (whole_int(PyTuple_GET_ITEM(ratio, 1), &denominator) == 0 && denominator == 1) {
+            rc = whole_int(PyTuple_GET_ITEM(ratio, 0), out);
+        }
     }
     Py_XDECREF(ratio);
     return rc;
@@ -201,7 +297,7 @@ int
 va_amount(DarajaState *st, const char *field, PyObject *v, long long min, long long max, long long *out)
 {
     long long value;
-    if (whole_number(v, &value) < 0) {
+    if (whole_number(st, v, &value) < 0) {
         PyErr_Clear();
         return er_validation_error(st, field, "must be a whole number of shillings");
     }
@@ -328,6 +424,9 @@ normalise_phone(const char *s, size_t n, char out[VA_PHONE_LEN + 1])
     else if (d == 10 && digits[0] == '0' && !plus) {
         start = 1;
     }
+    else if (d == 9 && !plus) {
+        start = 0;  /* the national number without its 0, as customers often type it */
+    }
     else {
         return -1;
     }
@@ -343,27 +442,28 @@ normalise_phone(const char *s, size_t n, char out[VA_PHONE_LEN + 1])
 int
 va_phone(DarajaState *st, const char *field, PyObject *v, char out[VA_PHONE_LEN + 1])
 {
-    PyObject *text = NULL;
+    char digits[24];
+    const char *s = NULL;
     Py_ssize_t n = 0;
-    int rc;
 
     if (check_int_or_str(st, field, v) < 0) {
         return -1;
     }
     if (PyLong_Check(v)) {
-        if ((text = PyObject_Str(v)) == NULL) {
-            return -1;
+        /* Negative or huge ints are refused here, never formatted with their sign. */
+        int len = int_digits(v, digits, sizeof(digits));
+        if (len >= 0) {
+            s = digits;
+            n = len;
         }
-        v = text;
     }
-    const char *s = PyUnicode_AsUTF8AndSize(v, &n);
-    rc = s == NULL ? -1 : normalise_phone(s, (size_t)n, out);
-    Py_XDECREF(text);
-    if (rc < 0) {
+    else if ((s = PyUnicode_AsUTF8AndSize(v, &n)) == NULL) {
         PyErr_Clear();
+    }
+    if (s == NULL || normalise_phone(s, (size_t)n, out) < 0) {
         return er_validation_error(st, field,
                                    "must be a Kenyan mobile number: 07XXXXXXXX, 01XXXXXXXX, "
-                                   "+2547XXXXXXXX or 2547XXXXXXXX");
+                                   "7XXXXXXXX, +2547XXXXXXXX or 2547XXXXXXXX");
     }
     return 0;
 }

@@ -132,3 +132,28 @@ def test_pull_query_rules(client, sandbox, start, end, field):
 		client.pull_query(shortcode="600984", start_date=start, end_date=end)
 	assert caught.value.field == field
 	assert sandbox.count() == 0
+
+
+@pytest.mark.parametrize("number", ["254708374149", "0708374149", "+254 708 374 149", 254708374149, 708374149])
+def test_pull_register_sends_the_nominated_number_as_daraja_documents_it(client, sandbox, receiver, number):
+	client.pull_register(shortcode="600984", nominated_number=number, callback_url=receiver.url + "/hooks/pull")
+	body = [r for r in sandbox.requests if r.path == "/pulltransactions/v1/register"][-1].json
+	assert body == {"ShortCode": "600984", "RequestType": "Pull", "NominatedNumber": "0708374149",
+		"CallBackURL": receiver.url + "/hooks/pull"}
+
+
+@pytest.mark.parametrize("which", ["start_date", "end_date"])
+def test_pull_query_refuses_naive_datetimes(client, sandbox, which):
+	dates = {"start_date": datetime(2026, 11, 28, 9, 0, tzinfo=NAIROBI), "end_date": datetime(2026, 11, 28, 11, 0, tzinfo=NAIROBI)}
+	dates[which] = dates[which].replace(tzinfo=None)
+	with pytest.raises(daraja.ValidationError) as caught:
+		client.pull_query(shortcode="600984", **dates)
+	assert caught.value.field == which
+	assert "aware" in str(caught.value)
+	assert sandbox.count() == 0
+
+
+def test_pull_query_takes_text_as_nairobi_time(client, sandbox):
+	client.pull_query(shortcode="600984", start_date="2026-11-28 09:00:00", end_date="2026-11-28 11:00:00")
+	body = [r for r in sandbox.requests if r.path == "/pulltransactions/v1/query"][0].json
+	assert body["StartDate"] == "2026-11-28 09:00:00" and body["EndDate"] == "2026-11-28 11:00:00"

@@ -861,7 +861,7 @@ def test_new_apis_need_a_token_and_are_recorded(shared, path):
 		(QR, {"MerchantName": ""}, "MerchantName"),
 		(QR, {"Size": "x"}, "Size"),
 		(PULL_REGISTER, {"RequestType": "Push"}, "RequestType"),
-		(PULL_REGISTER, {"NominatedNumber": "0708374149"}, "NominatedNumber"),
+		(PULL_REGISTER, {"NominatedNumber": "708374149"}, "NominatedNumber"),
 		(PULL_REGISTER, {"CallBackURL": "https://example.com/cmd"}, "CallBackURL"),
 		(PULL_QUERY, {"StartDate": "2020-08-04"}, "StartDate"),
 		(PULL_QUERY, {"EndDate": "2020-13-04 08:36:00"}, "EndDate"),

@@ -1,14 +1,24 @@
 """Input rules: each accepted and refused, refusals raised before any request leaves."""
 
 import re
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from conftest import STK_PUSH
 
 from frappe_mpesa import daraja
 from frappe_mpesa.sandbox import DEFAULT_PASSKEY, DEFAULT_SHORTCODE
+
+def short_id(value):
+	"""A test id for any value, even an int too long for str()."""
+	if isinstance(value, int) and value.bit_length() > 128:
+		return f"{'-' if value < 0 else ''}int_of_{value.bit_length()}_bits"
+	return repr(value)[:40]
+
 
 PHONES_ACCEPTED = [
 	("0712345678", "254712345678"),
@@ -20,10 +30,21 @@ PHONES_ACCEPTED = [
 	(" 0712345678 ", "254712345678"),
 	("254 112-345 678", "254112345678"),
 	(254712345678, "254712345678"),
+	("712345678", "254712345678"),
+	("112345678", "254112345678"),
+	("712 345 678", "254712345678"),
+	(712345678, "254712345678"),
+	(112345678, "254112345678"),
 ]
 PHONES_REFUSED = [
 	"",
-	"712345678",
+	"812345678",
+	"+712345678",
+	"12345678",
+	-254712345678,
+	-712345678,
+	10**5000,
+	2**63,
 	"07123456789",
 	"071234567",
 	"0812345678",
@@ -48,7 +69,7 @@ def test_normalize_phone_accepts(given, expected):
 	assert daraja.normalize_phone(given) == expected
 
 
-@pytest.mark.parametrize("given", PHONES_REFUSED)
+@pytest.mark.parametrize("given", PHONES_REFUSED, ids=short_id)
 def test_normalize_phone_refuses(given):
 	with pytest.raises(daraja.ValidationError) as caught:
 		daraja.normalize_phone(given)
@@ -93,7 +114,7 @@ def test_stk_password_refuses(args, field):
 # Each rule: (field, accepted values, refused values). Accepted ones must reach the sandbox.
 RULES = [
 	("amount", [1, 250000, 10.0, "100", "100.00", Decimal("5")], [0, -1, 10.5, "10.5", "1e3", "", True, None, [], float("nan"), 10**12]),
-	("shortcode", ["12345", "1234567", 174379], ["1234", "12345678", "17437a", "", -174379, 17437.9, None]),
+	("shortcode", ["12345", "1234567", 174379], ["1234", "12345678", "17437a", "", -174379, 17437.9, None, 10**5000]),
 	("phone", ["0712345678", "+254 112 345 678"], ["0812345678", "12345", 7.5]),
 	(
 		"callback_url",
@@ -133,7 +154,7 @@ def test_rule_accepts(client, sandbox, stk_args, field, value):
 	assert sandbox.count(STK_PUSH) == 1
 
 
-@pytest.mark.parametrize("field, value", REFUSED)
+@pytest.mark.parametrize("field, value", REFUSED, ids=short_id)
 def test_rule_refuses_before_any_request(client, sandbox, stk_args, field, value):
 	with pytest.raises(daraja.ValidationError) as caught:
 		client.stk_push(**{**stk_args, field: value})
@@ -185,12 +206,23 @@ def test_positional_arguments_are_refused(client, stk_args):
 		({"environment": "staging"}, "environment"),
 		({"timeout": 0}, "timeout"),
 		({"timeout": 5.0, "connect_timeout": 10.0}, "connect_timeout"),
+		({"timeout": 10**400}, "timeout"),
+		({"timeout": -(10**400)}, "timeout"),
+		({"timeout": True}, "timeout"),
+		({"timeout": float("nan")}, "timeout"),
+		({"timeout": float("inf")}, "timeout"),
+		({"timeout": "5"}, "timeout"),
+		({"timeout": None}, "timeout"),
+		({"connect_timeout": True}, "connect_timeout"),
+		({"connect_timeout": 10**400}, "connect_timeout"),
+		({"connect_timeout": float("nan")}, "connect_timeout"),
 		({"consumer_key": ""}, "consumer_key"),
 		({"consumer_key": "a:b"}, "consumer_key"),
 		({"consumer_secret": ""}, "consumer_secret"),
 		({"token_store": object()}, "token_store"),
 		({"ca_file": "/nonexistent/ca.pem"}, "ca_file"),
 	],
+	ids=short_id,
 )
 def test_client_refuses_bad_settings(make_client, kwargs, field):
 	with pytest.raises(daraja.ValidationError) as caught:
@@ -202,3 +234,114 @@ def test_environment_picks_safaricoms_host():
 	assert daraja.Client("k", "s").base_url == "https://sandbox.safaricom.co.ke"
 	assert daraja.Client("k", "s", environment="production").base_url == "https://api.safaricom.co.ke"
 	assert daraja.Client("k", "s", base_url="https://127.0.0.1:9/").base_url == "https://127.0.0.1:9"
+
+
+def test_timeouts_accept_ints_and_floats():
+	assert daraja.Client("k", "s", timeout=5).timeout == 5.0
+	assert daraja.Client("k", "s", timeout=2.5, connect_timeout=1).timeout == 2.5
+
+
+# ---- hostile amounts ---------------------------------------------------------------
+#
+# Each runs in its own interpreter with a deadline, so a hang (an amount whose conversion
+# holds the GIL for minutes) or a crash (unbounded recursion) fails one test, not the suite.
+
+HOSTILE_PRELUDE = """
+import sys
+from decimal import Decimal
+from fractions import Fraction
+from frappe_mpesa import daraja
+
+class RatioIsSelf:
+	def as_integer_ratio(self):
+		return self
+
+class RatioOfSelf:
+	def as_integer_ratio(self):
+		return (self, 1)
+
+class RatioOfHuge:
+	def as_integer_ratio(self):
+		return (10**5000, 1)
+
+class RatioRaises:
+	def as_integer_ratio(self):
+		raise RuntimeError("no")
+
+class IndexIsSelf:
+	def __index__(self):
+		return self
+
+class IndexIsHuge:
+	def __index__(self):
+		return 10**5000
+
+class DecimalRatioIsSelf(Decimal):
+	def as_integer_ratio(self):
+		return self
+	def as_tuple(self):
+		return self
+
+client = daraja.Client("k", "s", base_url="https://127.0.0.1:9")
+args = dict(shortcode="174379", passkey="p", phone="0712345678", callback_url="https://example.com/cb",
+	account_reference="A", description="D")
+"""
+
+HOSTILE_AMOUNTS = [
+	'Decimal("1E+999999999")',
+	'Decimal("-1E+999999999")',
+	'Decimal("1E-999999999")',
+	'Decimal("9" * 100000)',
+	'Decimal("NaN")',
+	'Decimal("sNaN")',
+	'Decimal("Infinity")',
+	'Decimal("0.5")',
+	'DecimalRatioIsSelf("1E+999999999")',
+	'float("inf")',
+	'float("nan")',
+	"10**5000",
+	"-(10**5000)",
+	"True",
+	"False",
+	"RatioIsSelf()",
+	"RatioOfSelf()",
+	"RatioOfHuge()",
+	"RatioRaises()",
+	"IndexIsSelf()",
+	"IndexIsHuge()",
+	"Fraction(1, 3)",
+	"Fraction(10**5000, 1)",
+]
+
+
+@pytest.mark.parametrize("amount", HOSTILE_AMOUNTS)
+def test_hostile_amounts_end_fast_with_a_validation_error(amount):
+	program = HOSTILE_PRELUDE + f"""
+try:
+	client.stk_push(amount={amount}, **args)
+except daraja.ValidationError as error:
+	print("field", error.field)
+"""
+	try:
+		done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=20)
+	except subprocess.TimeoutExpired:
+		pytest.fail(f"amount={amount} still running after 20 s")
+	assert done.returncode == 0, f"amount={amount}: exit {done.returncode}\n{done.stderr[-2000:]}"
+	assert done.stdout.split() == ["field", "amount"]
+
+
+@pytest.mark.parametrize(
+	"amount", [Decimal("1E+2"), Decimal("100.000"), Decimal("1.00E+2"), Fraction(100, 1), 100.0, "100"]
+)
+def test_exact_whole_amounts_of_any_type_are_accepted(client, sandbox, stk_args, amount):
+	assert client.stk_push(**{**stk_args, "amount": amount})["ResponseCode"] == "0"
+	assert sandbox.requests[-1].json["Amount"] == 100
+
+
+def test_an_integer_like_object_is_read_through_its_index(client, sandbox, stk_args):
+	class Hundred:
+		def __index__(self):
+			return 100
+
+	client.stk_push(**{**stk_args, "amount": Hundred()})
+	assert sandbox.requests[-1].json["Amount"] == 100

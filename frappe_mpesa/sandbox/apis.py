@@ -55,7 +55,8 @@ C2B_SIMULATE_FIELDS = {
 PULL_REGISTER_FIELDS = {
 	"ShortCode": SHORTCODE,
 	"RequestType": "Pull",
-	"NominatedNumber": PHONE,
+	# Daraja's page shows both: "0722000000" in its sample request, 254722000000 in its table.
+	"NominatedNumber": rf"0[71]\d{{8}}|{PHONE}",
 	"CallBackURL": URL,
 }
 PULL_QUERY_FIELDS = {
