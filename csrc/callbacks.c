@@ -9,8 +9,14 @@
  *   code     ResultCode: int or str exactly as given (0, "0", 2001, "R000002")
  *   amount   decimal.Decimal built from the exact text; "" or no value gives None
  *   date     an aware datetime in Nairobi time (UTC+3); "" or no value gives None
+ *            (FinalisedTime and Daraja's other spelling, FinalizedTime, alike)
  *   balances the AccountBalance string as one dict per account
  *   charges  DebitPartyCharges: an amount, or "Label|KES|22.40&..." as one dict per charge
+ *
+ * Result items are also kept whole, in order and with repeats, as (Key, value) pairs in
+ * "parameters" and "references"; the flat fields keep the first of a repeated Key, and an
+ * item named like a Result field is flattened as "ResultParameter.<Key>" so it neither
+ * replaces that field nor is lost.
  *
  * Unknown fields pass through as the reader produced them. Error messages name the
  * JSON path of the field and the rule, never the value: bodies carry personal data.
@@ -1181,11 +1187,15 @@ static PyMethodDef cb_methods[] = {
      "- stk: the Body.stkCallback fields and each CallbackMetadata.Item by Name\n"
      "  (Amount, MpesaReceiptNumber, TransactionDate, PhoneNumber, Balance...);\n"
      "- c2b_*: the body's fields (TransID, TransAmount, MSISDN, ...);\n"
-     "- result/timeout: the Result fields and each ResultParameter and ReferenceItem by Key;\n"
+     "- result/timeout: the Result fields; each ResultParameter and ReferenceItem by Key (the\n"
+     "  first of a repeated Key; one named like a Result field, e.g. a status result's\n"
+     "  OriginatorConversationID of the queried transaction, as 'ResultParameter.<Key>' or\n"
+     "  'ReferenceItem.<Key>'); and 'parameters' and 'references': every item as a\n"
+     "  (Key, typed value) pair, in order, repeats kept;\n"
      "- pull: ResponseRefID, ResponseCode, ResponseMessage and 'transactions', a list of\n"
      "  typed dicts from Response (one or two lists deep).\n"
      "Items may be one object or a list; an item without Value gives None; an item never\n"
-     "replaces a top-level field. Types: ResultCode as given (int or str); ids, receipts,\n"
+     "replaces a top-level field. Numbers with an exponent beyond 100 are refused. Types: ResultCode as given (int or str); ids, receipts,\n"
      "shortcodes, MSISDN and PhoneNumber as str (opaque: masked or hashed MSISDNs kept);\n"
      "amounts as exact decimal.Decimal ('' gives None); dates as aware datetimes in\n"
      "Nairobi time (UTC+3); AccountBalance as a list of {'account', 'currency', 'current',\n"

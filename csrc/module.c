@@ -341,10 +341,13 @@ static PyMethodDef client_methods[] = {
      "Make a payment QR code: Daraja's answer plus 'png', the decoded image."},
     {"pull_register", (PyCFunction)(void (*)(void))c2b_py_pull_register, METH_VARARGS | METH_KEYWORDS,
      "pull_register(*, shortcode, nominated_number, callback_url) -> dict\n\n"
-     "Register a shortcode for the pull API (once, in production)."},
+     "Register a shortcode for the pull API (once, in production). nominated_number is any\n"
+     "phone form; it is sent as 07XXXXXXXX, as Daraja's sample request shows."},
     {"pull_query", (PyCFunction)(void (*)(void))c2b_py_pull_query, METH_VARARGS | METH_KEYWORDS,
      "pull_query(*, shortcode, start_date, end_date, offset=0) -> dict\n\n"
-     "Fetch the C2B transactions of a window within the last 48 hours."},
+     "Fetch the C2B transactions of a window within the last 48 hours. Dates are aware\n"
+     "datetimes (sent in Nairobi time) or 'YYYY-MM-DD HH:MM:SS' text in Nairobi time; naive\n"
+     "datetimes are refused."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -358,7 +361,8 @@ static PyGetSetDef client_getset[] = {
 static PyType_Slot client_slots[] = {
     {Py_tp_doc, "Client(consumer_key, consumer_secret, *, environment='sandbox', base_url=None, "
                 "ca_file=None, timeout=30.0, connect_timeout=5.0, token_store=None)\n\n"
-                "A Daraja API client. Safe to share between threads."},
+                "A Daraja API client. Safe to share between threads. timeout and connect_timeout are\n"
+                "seconds as an int or float (not a bool): 0 < connect_timeout <= timeout <= 600."},
     {Py_tp_new, client_new},
     {Py_tp_dealloc, client_dealloc},
     {Py_tp_traverse, client_traverse},
@@ -390,7 +394,9 @@ static PyMethodDef module_functions[] = {
     {"timestamp", (PyCFunction)va_py_timestamp, METH_NOARGS,
      "timestamp() -> str\n\nNairobi's time now as YYYYMMDDHHmmss."},
     {"normalize_phone", (PyCFunction)va_py_normalize_phone, METH_O,
-     "normalize_phone(value) -> str\n\nA Kenyan mobile number as 2547XXXXXXXX or 2541XXXXXXXX."},
+     "normalize_phone(value) -> str\n\nA Kenyan mobile number as 2547XXXXXXXX or 2541XXXXXXXX, from\n"
+     "07XXXXXXXX, 01XXXXXXXX, 7XXXXXXXX, 1XXXXXXXX, +254... or 254... (spaces and dashes ignored;\n"
+     "an int must be non-negative)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,6 +1,7 @@
 """Types of the C core. Import it through frappe_mpesa.daraja."""
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 libcurl_version: str
@@ -45,8 +46,8 @@ class Client:
 		environment: str = "sandbox",
 		base_url: str | None = None,
 		ca_file: str | None = None,
-		timeout: float = 30.0,
-		connect_timeout: float = 5.0,
+		timeout: int | float = 30.0,
+		connect_timeout: int | float = 5.0,
 		token_store: _TokenStore | None = None,
 	) -> None: ...
 	def access_token(self) -> str: ...
@@ -164,10 +165,17 @@ class Client:
 	def dynamic_qr(
 		self, *, merchant_name: str, ref_no: str, amount: Any, trx_code: str, cpi: str | int, size: str | int = "300"
 	) -> dict[str, Any]: ...
-	def pull_register(self, *, shortcode: str | int, nominated_number: str | int, callback_url: str) -> dict[str, Any]: ...
+	def pull_register(self, *, shortcode: str | int, nominated_number: str | int, callback_url: str) -> dict[str, Any]:
+		"""NominatedNumber goes out as 07XXXXXXXX (Daraja's sample request), whatever form is given."""
 	def pull_query(
-		self, *, shortcode: str | int, start_date: Any, end_date: Any, offset: str | int = 0
-	) -> dict[str, Any]: ...
+		self,
+		*,
+		shortcode: str | int,
+		start_date: datetime | str,
+		end_date: datetime | str,
+		offset: str | int = 0,
+	) -> dict[str, Any]:
+		"""Aware datetimes, or 'YYYY-MM-DD HH:MM:SS' text in Nairobi time; naive datetimes are refused."""
 
 def security_credential(certificate: str | bytes | bytearray | memoryview, initiator_password: str, /) -> str: ...
 def certificate_info(certificate: str | bytes | bytearray | memoryview, /) -> dict[str, Any]: ...
@@ -178,7 +186,15 @@ def normalize_phone(value: str | int, /) -> str: ...
 CallbackKind = Literal["stk", "c2b_validation", "c2b_confirmation", "result", "timeout", "pull"]
 C2BRejectReason = Literal["C2B00011", "C2B00012", "C2B00013", "C2B00014", "C2B00015", "C2B00016"]
 
-def parse_callback(body: bytes | bytearray | memoryview | str, kind: CallbackKind) -> dict[str, Any]: ...
+def parse_callback(body: bytes | bytearray | memoryview | str, kind: CallbackKind) -> dict[str, Any]:
+	"""One flat dict of typed fields, plus "kind" and "success".
+
+	For "result" and "timeout": the Result fields as Daraja names them; each ResultParameter and
+	ReferenceItem by its Key (the first of a repeated Key); an item whose Key is a Result field
+	(a Transaction Status result's OriginatorConversationID and ConversationID, which are the
+	queried transaction's) under "ResultParameter.<Key>" / "ReferenceItem.<Key>"; and
+	"parameters" / "references": list[tuple[str, Any]], every item in order, repeats kept.
+	"""
 def verify_callback(
 	expected_secret: str,
 	given_secret: str | bytes | None,

@@ -66,6 +66,17 @@ def same_amount(received, expected):
 		return False
 
 
+# Left out of a result's recorded details: the balances get their own rows, and "parameters" /
+# "references" repeat the flat fields item by item.
+RESULT_LISTS = ("AccountBalance", "parameters", "references")
+
+
+def finalised_time(parsed):
+	"""When a Transaction Status result says the transaction was finalised: Daraja spells it both ways."""
+	value = parsed.get("FinalisedTime")
+	return value if value is not None else parsed.get("FinalizedTime")
+
+
 def json_text(value):
 	"""JSON for display: redacted, with Decimals and datetimes as text."""
 	return json.dumps(redact(value), indent=1, sort_keys=True, default=str)
@@ -288,7 +299,7 @@ def apply_initiator_result(settings_name, kind, parsed, row):
 		return _mismatch(found, "ConversationID differs from Daraja's answer to the request")
 	new = states.initiator_outcome(kind, parsed.get("success"))
 	values = _result_values(row, parsed)
-	values["result_details"] = json_text({k: v for k, v in parsed.items() if k != "AccountBalance"})
+	values["result_details"] = json_text({k: v for k, v in parsed.items() if k not in RESULT_LISTS})
 	balances = []
 	if new == "Completed":
 		if row.request_type == "Transaction Status":
@@ -298,7 +309,7 @@ def apply_initiator_result(settings_name, kind, parsed, row):
 				result_amount=parsed.get("Amount"),
 				debit_party=parsed.get("DebitPartyName"),
 				credit_party=parsed.get("CreditPartyName"),
-				completed_on=local_datetime(parsed.get("FinalisedTime")) or now_datetime(),
+				completed_on=local_datetime(finalised_time(parsed)) or now_datetime(),
 			)
 		elif row.request_type == "Reversal":
 			original = parsed.get("OriginalTransactionID")
@@ -351,7 +362,7 @@ def settle_b2c_from_status(name, parsed):
 		values.update(
 			transaction_receipt=parsed.get("ReceiptNo"),
 			receiver_name=parsed.get("CreditPartyName"),
-			completed_on=local_datetime(parsed.get("FinalisedTime")) or now_datetime(),
+			completed_on=local_datetime(finalised_time(parsed)) or now_datetime(),
 			result_code="0",
 		)
 	return _move(found, states.INITIATOR, row.status, new, values)
