@@ -249,16 +249,23 @@ void cr_key_cache_clear(DarajaState *st);
 
 /* ---- JSON request bodies (json.c) -------------------------------------- */
 
+#define JW_INLINE 1024  /* bytes of body kept inside the JsonBuf: no allocation for Daraja's bodies */
+
+/* A body being written. `data` points at `inline_data` until the body outgrows it, so a
+ * JsonBuf is never copied by value. */
 typedef struct {
     char *data;
     size_t len;
     size_t cap;
     int first;      /* no member written yet in the current object */
     int failed;     /* out of memory or over DR_MAX_BODY */
+    char inline_data[JW_INLINE];
 } JsonBuf;
 
+/* Start an empty object. */
 void jw_begin(JsonBuf *b);
-/* Append "key":"value" with the value escaped as JSON. */
+/* Append "key":"value" with the value escaped as JSON; key is one of our own field names,
+ * written as it is. */
 void jw_str(JsonBuf *b, const char *key, const char *value, size_t len);
 /* Append "key":number. */
 void jw_int(JsonBuf *b, const char *key, long long value);

@@ -20,8 +20,9 @@ static int
 stk_password(DarajaState *st, const char *shortcode, const char *passkey, size_t passkey_len,
              const char *timestamp, SecretBuf *out)
 {
+    unsigned char small[256];  /* a 64-character passkey fits: no allocation */
     size_t slen = strlen(shortcode), tlen = strlen(timestamp), n = slen + passkey_len + tlen;
-    unsigned char *joined = malloc(n);
+    unsigned char *joined = n <= sizeof(small) ? small : malloc(n);
     size_t encoded_len;
     if (joined == NULL) {
         PyErr_NoMemory();
@@ -32,7 +33,9 @@ stk_password(DarajaState *st, const char *shortcode, const char *passkey, size_t
     memcpy(joined + slen + passkey_len, timestamp, tlen);
     char *encoded = cr_base64(st, joined, n, &encoded_len);
     cr_wipe(joined, n);
-    free(joined);
+    if (joined != small) {
+        free(joined);
+    }
     if (encoded == NULL) {
         return -1;
     }

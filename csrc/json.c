@@ -1,14 +1,25 @@
 /*
- * json.c - JSON request bodies, written straight into a growable buffer capped at
- * DR_MAX_BODY. Bodies may carry credentials (Password, SecurityCredential), so the
- * buffer is wiped whenever it is grown or freed.
+ * json.c - JSON request bodies, written straight into a buffer that starts inside
+ * the JsonBuf (JW_INLINE bytes, enough for every Daraja body, so no allocation) and
+ * moves to the heap only beyond that, capped at DR_MAX_BODY. Bodies may carry
+ * credentials (Password, SecurityCredential), so every byte written is wiped when the
+ * buffer moves or is freed.
  */
 #include "daraja.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* Make room for n more bytes; on failure mark the buffer failed. */
+/* Bytes a JSON string must escape: control characters, '"', '\\' and DEL. */
+static const unsigned char ESCAPE[256] = {
+    [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1, [0x07] = 1,
+    [0x08] = 1, [0x09] = 1, [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1, [0x0e] = 1, [0x0f] = 1,
+    [0x10] = 1, [0x11] = 1, [0x12] = 1, [0x13] = 1, [0x14] = 1, [0x15] = 1, [0x16] = 1, [0x17] = 1,
+    [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1, [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1,
+    ['"'] = 1,  ['\\'] = 1, [0x7f] = 1,
+};
+
+/* Make room for n more bytes and a NUL; -1 (and the buffer marked failed) when it can't. */
 static int
 reserve(JsonBuf *b, size_t n)
 {
@@ -18,7 +29,7 @@ reserve(JsonBuf *b, size_t n)
     if (b->len + n + 1 <= b->cap) {
         return 0;
     }
-    size_t cap = b->cap ? b->cap : 512;
+    size_t cap = b->cap * 2;
     while (cap < b->len + n + 1) {
         cap *= 2;
     }
@@ -31,9 +42,9 @@ reserve(JsonBuf *b, size_t n)
         b->failed = 1;
         return -1;
     }
-    if (b->data != NULL) {
-        memcpy(data, b->data, b->len);
-        cr_wipe(b->data, b->cap);
+    memcpy(data, b->data, b->len);
+    cr_wipe(b->data, b->len);
+    if (b->data != b->inline_data) {
         free(b->data);
     }
     b->data = data;
@@ -51,51 +62,76 @@ append(JsonBuf *b, const char *s, size_t n)
     }
 }
 
-/* Append s as a JSON string literal; UTF-8 passes through, the rest is escaped. */
-static void
-append_string(JsonBuf *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    append(b, "\"", 1);
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch >= 0x20 && ch != '"' && ch != '\\' && ch != 0x7f) {
-            continue;
-        }
-        append(b, s + run, i - run);
-        run = i + 1;
-        if (ch == '"' || ch == '\\') {
-            char esc[2] = {'\\', (char)ch};
-            append(b, esc, 2);
-        }
-        else {
-            char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
-            append(b, esc, 6);
-        }
-    }
-    append(b, s + run, n - run);
-    append(b, "\"", 1);
-}
-
 /* Append the separator and "key": for the next member. */
 static void
 append_key(JsonBuf *b, const char *key)
 {
+    size_t n = strlen(key);
+    if (reserve(b, n + 4) < 0) {
+        return;
+    }
+    char *p = b->data + b->len;
     if (!b->first) {
-        append(b, ",", 1);
+        *p++ = ',';
     }
     b->first = 0;
-    append_string(b, key, strlen(key));
-    append(b, ":", 1);
+    *p++ = '"';
+    memcpy(p, key, n);
+    p += n;
+    *p++ = '"';
+    *p++ = ':';
+    b->len = (size_t)(p - b->data);
+}
+
+/* Append s as a JSON string literal; UTF-8 passes through, the rest is escaped.
+ * Room for the plain case is made once; an escape makes room for its own five bytes. */
+static void
+append_string(JsonBuf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (reserve(b, n + 2) < 0) {
+        return;
+    }
+    char *p = b->data + b->len;
+    *p++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!ESCAPE[ch]) {
+            *p++ = (char)ch;
+            continue;
+        }
+        b->len = (size_t)(p - b->data);
+        if (reserve(b, (n - i) + 6) < 0) {
+            return;
+        }
+        p = b->data + b->len;
+        *p++ = '\\';
+        if (ch == '"' || ch == '\\') {
+            *p++ = (char)ch;
+        }
+        else {
+            *p++ = 'u';
+            *p++ = '0';
+            *p++ = '0';
+            *p++ = hex[ch >> 4];
+            *p++ = hex[ch & 15];
+        }
+    }
+    *p++ = '"';
+    *p = '\0';
+    b->len = (size_t)(p - b->data);
 }
 
 void
 jw_begin(JsonBuf *b)
 {
-    memset(b, 0, sizeof(*b));
+    b->data = b->inline_data;
+    b->cap = sizeof(b->inline_data);
+    b->len = 1;
     b->first = 1;
-    append(b, "{", 1);
+    b->failed = 0;
+    b->data[0] = '{';
+    b->data[1] = '\0';
 }
 
 void
@@ -108,10 +144,18 @@ jw_str(JsonBuf *b, const char *key, const char *value, size_t len)
 void
 jw_int(JsonBuf *b, const char *key, long long value)
 {
-    char digits[32];
-    int n = snprintf(digits, sizeof(digits), "%lld", value);
+    char digits[24];
+    char *end = digits + sizeof(digits), *p = end;
+    unsigned long long u = value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (value < 0) {
+        *--p = '-';
+    }
     append_key(b, key);
-    append(b, digits, (size_t)n);
+    append(b, p, (size_t)(end - p));
 }
 
 int
@@ -129,8 +173,11 @@ void
 jw_free(JsonBuf *b)
 {
     if (b->data != NULL) {
-        cr_wipe(b->data, b->cap);
-        free(b->data);
+        cr_wipe(b->data, b->len + 1 <= b->cap ? b->len + 1 : b->cap);
+        if (b->data != b->inline_data) {
+            free(b->data);
+        }
     }
-    memset(b, 0, sizeof(*b));
+    b->data = NULL;
+    b->len = b->cap = 0;
 }

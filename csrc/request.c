@@ -21,7 +21,7 @@ const RqField *
 rq_field(const RqApi *api, const char *kw)
 {
     for (const RqField *f = api->fields; f->kind != RQ_END; f++) {
-        if (f->kw != NULL && strcmp(f->kw, kw) == 0) {
+        if (f->kw != NULL && f->kw[0] == kw[0] && strcmp(f->kw, kw) == 0) {
             return f;
         }
     }
@@ -342,8 +342,8 @@ rq_build(DarajaClient *c, const RqApi *api, PyObject *args, PyObject *kwargs, Rq
 {
     SecretBuf derived = {0};
     int rc = -1;
-    memset(values, 0, sizeof(RqValue) * RQ_MAX_FIELDS);
-    memset(body, 0, sizeof(*body));
+    body->data = NULL;  /* jw_free is safe from here on */
+    body->len = body->cap = 0;
     int rows = 0;
     while (rows < RQ_MAX_FIELDS && api->fields[rows].kind != RQ_END) {
         rows++;
@@ -352,6 +352,7 @@ rq_build(DarajaClient *c, const RqApi *api, PyObject *args, PyObject *kwargs, Rq
         PyErr_Format(PyExc_SystemError, "%s: field table longer than %d rows", api->name, RQ_MAX_FIELDS - 1);
         return -1;
     }
+    memset(values, 0, sizeof(RqValue) * (size_t)rows);
     if (read_values(c, api, args, kwargs, values) < 0 || (api->check != NULL && api->check(c, api, values) < 0)) {
         goto done;
     }
