@@ -33,6 +33,7 @@ bench: $(VENV)/.installed
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(BENCH_PACKAGES)"
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/run.py
+	$(PY) bench/instructions.py
 
 build: $(VENV)/.installed
 

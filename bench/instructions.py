@@ -6,7 +6,9 @@ interpreter's start-up and the warm-up (token, TLS handshake, imports) taken out
 nginx stub of bench/run.py, in another process, so none of its work is counted.
 
 Clients: our Client.stk_push, requests.Session, httpx.Client, and the C floor (one libcurl handle
-posting a fixed body); parse_callback on an STK callback against json.loads(parse_float=Decimal).
+posting a fixed body); parse_callback of tests/data/callbacks/stk_success.json against
+json.loads(body, parse_float=Decimal) on the same body (which only decodes; parse_callback also
+checks and types every field).
 
     .venv/bin/python bench/instructions.py [--n 200]
 
@@ -75,24 +77,8 @@ for _ in range(calls):
     call()
 """
 
-STK_CALLBACK = {
-	"Body": {
-		"stkCallback": {
-			"MerchantRequestID": "29115-34620561-1",
-			"CheckoutRequestID": "ws_CO_191220191020363925",
-			"ResultCode": 0,
-			"ResultDesc": "The service request is processed successfully.",
-			"CallbackMetadata": {
-				"Item": [
-					{"Name": "Amount", "Value": 1.00},
-					{"Name": "MpesaReceiptNumber", "Value": "NLJ7RT61SV"},
-					{"Name": "TransactionDate", "Value": 20191219102115},
-					{"Name": "PhoneNumber", "Value": 254708374149},
-				]
-			},
-		}
-	}
-}
+# The STK callback parse_callback is measured on (the same body json.loads gets).
+STK_CALLBACK = HERE.parent / "tests" / "data" / "callbacks" / "stk_success.json"
 
 
 def total_instructions(out_file):
@@ -133,8 +119,6 @@ def measure(n, warm):
 		base, ca = f"https://127.0.0.1:{port}", str(sandbox.CA_FILE)
 		worker = Path(tmp) / "worker.py"
 		worker.write_text(WORKER.format(bench=str(HERE), root=str(HERE.parent)))
-		callback = Path(tmp) / "stk_callback.json"
-		callback.write_text(json.dumps(STK_CALLBACK))
 
 		def python(kind, target=ca):
 			return lambda calls: [sys.executable, str(worker), kind, str(warm), str(calls), base, target]
@@ -149,7 +133,7 @@ def measure(n, warm):
 		for kind, label in kinds:
 			results[label] = per_call(python(kind), tmp, kind, n)
 		for kind, label in (("parse", "parse_callback"), ("loads", "json.loads")):
-			results[label] = per_call(python(kind, str(callback)), tmp, kind, n * 10)
+			results[label] = per_call(python(kind, str(STK_CALLBACK)), tmp, kind, n * 10)
 
 		floor = run.OUT / "floor"
 		run.OUT.mkdir(exist_ok=True)
