@@ -202,6 +202,20 @@ read_unicode_escape(Reader *r, char *out)
     return put_utf8(out, cp);
 }
 
+/* Bytes a string may hold as they are in the fast path: printable ASCII but '"' and '\\'. */
+#define PLAIN(c) ((c) >= 0x20 && (c) < 0x80 && (c) != '"' && (c) != '\\')
+
+/* A str of n ASCII bytes without the UTF-8 decoder; new reference or NULL. */
+static PyObject *
+ascii_str(const unsigned char *s, size_t n)
+{
+    PyObject *str = PyUnicode_New((Py_ssize_t)n, 127);
+    if (str != NULL) {
+        memcpy(PyUnicode_1BYTE_DATA(str), s, n);
+    }
+    return str;
+}
+
 /* Read the string whose opening quote is at r->pos; return a new str or NULL. */
 static PyObject *
 read_string(Reader *r)
@@ -210,6 +224,13 @@ read_string(Reader *r)
     size_t out = 0;
     int escaped = 0;
 
+    /* Most of Daraja's strings are plain ASCII: skip them at one test a byte. */
+    while (r->pos < r->len && PLAIN(r->data[r->pos])) {
+        r->pos++;
+    }
+    if (r->pos < r->len && r->data[r->pos] == '"') {
+        return ascii_str(r->data + start, r->pos++ - start);
+    }
     for (;;) {
         if (r->pos >= r->len) {
             return fail_at(r, start - 1, "unterminated string");
