@@ -342,7 +342,8 @@ cl_post(DarajaClient *c, const char *path, const char *body, size_t body_len, in
         return NULL;
     }
     for (int renewed = 0;; renewed = 1) {
-        if (tc_get(c, deadline, fetch_token, &token) < 0 || auth_header(&header, "Bearer", token.data, token.len) < 0) {
+        if (tc_get(c, deadline, fetch_token, &token) < 0 ||
+            auth_header(&header, "Bearer", token.data, token.len) < 0) {
             goto done;
         }
         TrRequest req = {url, header.data, body, body_len, idempotent, deadline};

@@ -443,8 +443,10 @@ file_identity(const char *path, CaSlot *slot)
     slot->dev = (unsigned long long)sb.st_dev;
     slot->ino = (unsigned long long)sb.st_ino;
     slot->size = (unsigned long long)sb.st_size;
-    slot->mtime_ns = (unsigned long long)sb.st_mtim.tv_sec * 1000000000ULL + (unsigned long long)sb.st_mtim.tv_nsec;
-    slot->ctime_ns = (unsigned long long)sb.st_ctim.tv_sec * 1000000000ULL + (unsigned long long)sb.st_ctim.tv_nsec;
+    slot->mtime_ns =
+        (unsigned long long)sb.st_mtim.tv_sec * 1000000000ULL + (unsigned long long)sb.st_mtim.tv_nsec;
+    slot->ctime_ns =
+        (unsigned long long)sb.st_ctim.tv_sec * 1000000000ULL + (unsigned long long)sb.st_ctim.tv_nsec;
 }
 
 static int
@@ -495,8 +497,9 @@ cache_ca_store(DarajaState *st, const CaSlot *key, X509_STORE *store)
         return;  /* not cached: the caller's store still works */
     }
     for (int i = 0; i < DR_CA_CACHE_SLOTS && slot == NULL; i++) {
-        if (st->cas[i].path != NULL && st->cas[i].system == key->system && strcmp(st->cas[i].path, path) == 0) {
-            slot = &st->cas[i];
+        CaSlot *s = &st->cas[i];
+        if (s->path != NULL && s->system == key->system && strcmp(s->path, path) == 0) {
+            slot = s;
         }
     }
     if (slot == NULL) {

@@ -325,7 +325,8 @@ call_store(DarajaClient *c, const char *name, int flag, PyObject *args, double d
         if (store < 0) {
             return NULL;
         }
-        c->store_timeout = STORE_INSPECTED | (load ? LOAD_TAKES_TIMEOUT : 0) | (store ? STORE_TAKES_TIMEOUT : 0);
+        c->store_timeout =
+            STORE_INSPECTED | (load ? LOAD_TAKES_TIMEOUT : 0) | (store ? STORE_TAKES_TIMEOUT : 0);
     }
     double left = deadline - dr_monotonic();
     if (left <= 0.0) {
@@ -418,22 +419,26 @@ save_to_store(DarajaClient *c, const SecretBuf *token, double expires_at, double
 }
 
 /* As the leader: get a token from the store, or through fetch, into *token by deadline.
- * *late: the store gave a usable token, but only after the deadline. */
+ * *late: the store gave a usable token, but only after the deadline. *own: the failure is
+ * this caller's deadline passing around the store, which says nothing about Daraja. */
 static int
-lead_fetch(DarajaClient *c, TokenEntry *e, double deadline, TcFetch fetch, SecretBuf *token, double *expires_at,
-           int *is_new, int *late)
+lead_fetch(DarajaClient *c, TokenEntry *e, double deadline, TcFetch fetch, SecretBuf *token,
+           double *expires_at, int *is_new, int *late, int *own)
 {
     double expires_in;
     *is_new = 0;
     *late = 0;
+    *own = 0;
     if (c->token_store != NULL) {
         int found = load_from_store(c, e, deadline, token, expires_at);
-        if (found < 0) {
-            return -1;
+        int over = dr_monotonic() >= deadline;
+        if (found < 0 || (over && !found)) {
+            *own = over;
+            return found < 0 ? -1 : out_of_time(c, "while the token_store's load() ran");
         }
-        if (dr_monotonic() >= deadline) {
-            *late = found;
-            return found ? 0 : out_of_time(c, "while the token_store's load() ran");
+        if (over) {
+            *late = 1;
+            return 0;
         }
         if (found) {
             return 0;
@@ -454,7 +459,7 @@ tc_get(DarajaClient *c, double deadline, TcFetch fetch, SecretBuf *out)
     TokenEntry *e = c->token;
     SecretBuf fresh = {0};
     double expires_at = 0.0;
-    int is_new = 0, late = 0, rc;
+    int is_new = 0, late = 0, own = 0, rc;
 
     for (;;) {
         pthread_mutex_lock(&tc->lock);
@@ -485,7 +490,7 @@ tc_get(DarajaClient *c, double deadline, TcFetch fetch, SecretBuf *out)
         pthread_mutex_unlock(&tc->lock);
     }
 
-    rc = lead_fetch(c, e, deadline, fetch, &fresh, &expires_at, &is_new, &late);
+    rc = lead_fetch(c, e, deadline, fetch, &fresh, &expires_at, &is_new, &late, &own);
     char failure[sizeof(e->failure)];
     PyObject *failure_type = rc < 0 ? describe_failure(failure, sizeof(failure)) : NULL;
     pthread_mutex_lock(&tc->lock);
@@ -495,7 +500,9 @@ tc_get(DarajaClient *c, double deadline, TcFetch fetch, SecretBuf *out)
         e->expires_at = expires_at;
         rc = cr_secret_set(out, fresh.data, fresh.len);
     }
-    else {
+    else if (!own) {
+        /* Shared, so the waiters do not each ask a failing Daraja again. A leader whose own
+         * time ran out around the store is not shared: a waiter with time left leads next. */
         e->failed_flight = e->flights;
         e->failure_type = failure_type;
         memcpy(e->failure, failure, sizeof(failure));

@@ -347,3 +347,28 @@ def test_a_waiter_ends_by_its_own_deadline_not_the_leaders(make_client, sandbox)
 	assert 0.9 < elapsed < 1.5
 	assert len(tokens) == 1 and waiter.access_token() == tokens[0]
 	assert sandbox.count(OAUTH) == 1
+
+
+def test_a_leader_out_of_time_in_the_store_does_not_fail_its_waiters(make_client, sandbox):
+	"""The short-lived leader's timeout says nothing about Daraja: a waiter with time left asks the
+	store itself, then Daraja."""
+	store = TimedStore(delay=3.0)
+	leader = make_client(token_store=store, timeout=1.0, connect_timeout=1.0)
+	waiter = make_client(token_store=store, timeout=5.0)
+	errors = []
+
+	def lead():
+		try:
+			leader.access_token()
+		except daraja.TimeoutError as e:
+			errors.append(e)
+
+	thread = threading.Thread(target=lead)
+	thread.start()
+	time.sleep(0.2)
+	store.delay = 0.0  # the next load answers at once
+	token = waiter.access_token()
+	thread.join()
+	assert len(errors) == 1 and "token_store" in str(errors[0])
+	assert store.stores == [(token, pytest.approx(time.time() + 3599, abs=5))]
+	assert sandbox.count(OAUTH) == 1
