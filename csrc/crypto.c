@@ -449,6 +449,7 @@ file_identity(const char *path, CaSlot *slot)
         (unsigned long long)sb.st_ctim.tv_sec * 1000000000ULL + (unsigned long long)sb.st_ctim.tv_nsec;
 }
 
+/* Do a and b describe the same file, unchanged? */
 static int
 same_identity(const CaSlot *a, const CaSlot *b)
 {
