@@ -34,6 +34,8 @@ bench: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/run.py
 	$(PY) bench/instructions.py
+	$(PY) bench/clients.py
+	$(PY) bench/pool.py
 
 build: $(VENV)/.installed
 

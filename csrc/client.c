@@ -4,11 +4,18 @@
  * is invalid, then Daraja's JSON decoded into a dict or into our exceptions.
  *
  * Retries, all within the call's one deadline (now + the Client's timeout):
- * - after an invalid-token answer, once, with a new token: safe for money-moving
- *   calls too, as the gateway refused the request before the payment system saw it;
+ * - after the gateway refused the token, once, with a new token. For money-moving
+ *   calls only when the refusal is a 4xx answer with a documented gateway code
+ *   (404.001.03 and its variants): the gateway refused the request before the
+ *   payment system saw it. A 5xx, whatever its text, may come from behind the
+ *   gateway: never resent. Read-only calls also renew on a bare 401 or the
+ *   "Invalid Access Token" text;
  * - read-only calls, after a connection failure or a 5xx answer, up to
  *   MAX_ATTEMPTS in all, with exponential backoff and jitter;
  * - money-moving calls only when the connection failed before any byte was sent.
+ *
+ * The token cache gets its fetch from here (fetch_token, a TcFetch), so the
+ * dependency goes one way: this file asks the cache, the cache never names us.
  */
 #include "daraja.h"
 
@@ -131,25 +138,27 @@ read_envelope(DarajaState *st, const TrResponse *resp, Envelope *env)
     }
 }
 
-/* Does this answer say the token is invalid (expired, revoked, wrong environment)?
- * "No apiproduct match found" shares a code with it but means the app lacks the API
- * product: a new token would not help. */
+/* Is this answer Daraja's gateway refusing the token (expired, revoked, wrong environment)?
+ * strict (money-moving requests): only a 4xx answer with a documented gateway code, which
+ * the gateway gives before the payment system sees the request. Otherwise also a bare 401
+ * or the "Invalid Access Token" text, in any status. "No apiproduct match found" shares a
+ * code with it but means the app lacks the API product: a new token would not help. */
 static int
-is_invalid_token(const TrResponse *resp, const Envelope *env)
+token_refused(const TrResponse *resp, const Envelope *env, int strict)
 {
     static const char *const codes[] = {"404.001.03", "400.003.01", "401.002.01", "401.003.01", NULL};
+    int documented = 0;
     if (env->message != NULL && strstr(env->message, "apiproduct") != NULL) {
         return 0;
     }
-    if (resp->status == 401) {
-        return 1;
-    }
     for (const char *const *code = codes; env->code != NULL && *code != NULL; code++) {
-        if (strncmp(env->code, *code, strlen(*code)) == 0) {
-            return 1;
-        }
+        documented |= strcmp(env->code, *code) == 0;
     }
-    return env->message != NULL && strstr(env->message, "Invalid Access Token") != NULL;
+    if (strict) {
+        return documented && resp->status >= 400 && resp->status < 500;
+    }
+    return documented || resp->status == 401 ||
+           (env->message != NULL && strstr(env->message, "Invalid Access Token") != NULL);
 }
 
 /* Raise the APIError (or `type`) an error answer stands for; returns NULL. */
@@ -258,8 +267,10 @@ exchange(DarajaClient *c, const TrRequest *req, TrResponse *resp, Envelope *env)
     }
 }
 
-int
-cl_fetch_token(DarajaClient *c, double deadline, SecretBuf *token, double *expires_in)
+/* GET the OAuth endpoint with the Client's Basic credentials by deadline; fill token and
+ * its lifetime in seconds (a TcFetch, given to the token cache). */
+static int
+fetch_token(DarajaClient *c, double deadline, SecretBuf *token, double *expires_in)
 {
     DarajaState *st = dr_client_state(c);
     SecretBuf credentials = {0}, header = {0};
@@ -310,6 +321,12 @@ done:
     return rc;
 }
 
+int
+cl_access_token(DarajaClient *c, SecretBuf *out)
+{
+    return tc_get(c, dr_monotonic() + c->timeout, fetch_token, out);
+}
+
 PyObject *
 cl_post(DarajaClient *c, const char *path, const char *body, size_t body_len, int idempotent)
 {
@@ -325,7 +342,8 @@ cl_post(DarajaClient *c, const char *path, const char *body, size_t body_len, in
         return NULL;
     }
     for (int renewed = 0;; renewed = 1) {
-        if (tc_get(c, deadline, &token) < 0 || auth_header(&header, "Bearer", token.data, token.len) < 0) {
+        if (tc_get(c, deadline, fetch_token, &token) < 0 ||
+            auth_header(&header, "Bearer", token.data, token.len) < 0) {
             goto done;
         }
         TrRequest req = {url, header.data, body, body_len, idempotent, deadline};
@@ -336,11 +354,15 @@ cl_post(DarajaClient *c, const char *path, const char *body, size_t body_len, in
             result = success_dict(st, &resp, &env, path);
             goto done;
         }
-        if (renewed || !is_invalid_token(&resp, &env)) {
+        /* A refused token is dropped either way, so the next call does not meet it again. */
+        int refused = token_refused(&resp, &env, 0);
+        if (refused) {
+            tc_reject(c, &token);
+        }
+        if (renewed || !refused || (!idempotent && !token_refused(&resp, &env, 1))) {
             raise_answer(st, st->APIError, &resp, &env, path);
             goto done;
         }
-        tc_reject(c, &token);
         Py_CLEAR(env.parsed);
         tr_response_free(&resp);
     }

@@ -6,14 +6,15 @@
  * published encryption certificates expired years ago and are still the ones in use.
  * Only the public key matters.
  *
- * The parsed-key cache lives in the module state and is used with the GIL held,
- * which serialises it; no call here releases the GIL.
+ * The parsed-key cache and the CA store cache live in the module state and are used
+ * with the GIL held, which serialises them; no call here releases the GIL.
  */
 #include "daraja.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
@@ -418,8 +419,55 @@ done:
 
 /* ---- CA stores --------------------------------------------------------- */
 
-X509_STORE *
-cr_load_ca_store(DarajaState *st, const char *ca_file)
+/*
+ * One CA store per CA file and module, shared read-only by every Transport that uses
+ * the file: loading the system bundle costs about 800 KiB and 15 ms, once. A store is
+ * found again by the identity of its file (device, inode, size, mtime and ctime, so
+ * a file replaced or rewritten in place is read again by the next Client) and by
+ * its path; the system store by the identity of its default file. X509_STORE is
+ * reference counted and safe to use from many threads (OpenSSL locks the lookups
+ * of the system directory, the only part that changes after loading); each TLS
+ * context takes its own reference. A forked child keeps using the stores: they are
+ * memory, not connections. A failed load is never cached.
+ */
+
+/* Fill the identity fields of slot from stat(path); all 0 when there is no such file. */
+static void
+file_identity(const char *path, CaSlot *slot)
+{
+    struct stat sb;
+    if (path == NULL || stat(path, &sb) != 0) {
+        slot->dev = slot->ino = slot->size = slot->mtime_ns = slot->ctime_ns = 0;
+        return;
+    }
+    slot->dev = (unsigned long long)sb.st_dev;
+    slot->ino = (unsigned long long)sb.st_ino;
+    slot->size = (unsigned long long)sb.st_size;
+    slot->mtime_ns =
+        (unsigned long long)sb.st_mtim.tv_sec * 1000000000ULL + (unsigned long long)sb.st_mtim.tv_nsec;
+    slot->ctime_ns =
+        (unsigned long long)sb.st_ctim.tv_sec * 1000000000ULL + (unsigned long long)sb.st_ctim.tv_nsec;
+}
+
+/* Do a and b describe the same file, unchanged? */
+static int
+same_identity(const CaSlot *a, const CaSlot *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_ns == b->mtime_ns &&
+           a->ctime_ns == b->ctime_ns;
+}
+
+/* The file the system store reads: $SSL_CERT_FILE, or OpenSSL's default. */
+static const char *
+system_ca_file(void)
+{
+    const char *env = getenv(X509_get_default_cert_file_env());
+    return env != NULL && env[0] != '\0' ? env : X509_get_default_cert_file();
+}
+
+/* Read a CA file (or the system store when NULL) into a new X509_STORE. */
+static X509_STORE *
+read_ca_store(DarajaState *st, const char *ca_file)
 {
     X509_STORE *store = X509_STORE_new();
     if (store == NULL) {
@@ -436,4 +484,67 @@ cr_load_ca_store(DarajaState *st, const char *ca_file)
     }
     ERR_clear_error();
     return store;
+}
+
+/* Keep a reference to store in the cache under `key`'s path and identity: in the slot of
+ * the same path (a replaced file), else the next one round the ring. */
+static void
+cache_ca_store(DarajaState *st, const CaSlot *key, X509_STORE *store)
+{
+    CaSlot *slot = NULL;
+    char *path = strdup(key->path);
+    if (path == NULL || X509_STORE_up_ref(store) != 1) {
+        free(path);
+        return;  /* not cached: the caller's store still works */
+    }
+    for (int i = 0; i < DR_CA_CACHE_SLOTS && slot == NULL; i++) {
+        CaSlot *s = &st->cas[i];
+        if (s->path != NULL && s->system == key->system && strcmp(s->path, path) == 0) {
+            slot = s;
+        }
+    }
+    if (slot == NULL) {
+        slot = &st->cas[st->next_ca_slot++ % DR_CA_CACHE_SLOTS];
+    }
+    free(slot->path);
+    X509_STORE_free(slot->store);
+    *slot = *key;
+    slot->path = path;
+    slot->store = store;
+}
+
+X509_STORE *
+cr_load_ca_store(DarajaState *st, const char *ca_file)
+{
+    CaSlot key = {0}, after = {0};
+    key.system = ca_file == NULL;
+    key.path = (char *)(key.system ? system_ca_file() : ca_file);
+    file_identity(key.path, &key);
+    for (int i = 0; i < DR_CA_CACHE_SLOTS; i++) {
+        CaSlot *slot = &st->cas[i];
+        if (slot->store != NULL && slot->system == key.system && same_identity(slot, &key) &&
+            (key.ino != 0 || strcmp(slot->path, key.path) == 0) && X509_STORE_up_ref(slot->store) == 1) {
+            return slot->store;
+        }
+    }
+    X509_STORE *store = read_ca_store(st, ca_file);
+    if (store == NULL) {
+        return NULL;
+    }
+    /* Cached only if the file did not change while it was read. */
+    file_identity(key.path, &after);
+    if (same_identity(&key, &after)) {
+        cache_ca_store(st, &key, store);
+    }
+    return store;
+}
+
+void
+cr_ca_cache_clear(DarajaState *st)
+{
+    for (int i = 0; i < DR_CA_CACHE_SLOTS; i++) {
+        free(st->cas[i].path);
+        X509_STORE_free(st->cas[i].store);
+        memset(&st->cas[i], 0, sizeof(st->cas[i]));
+    }
 }

@@ -6,10 +6,12 @@
  *
  *   er_  errors.c       exception classes and the helpers that raise them (the ground floor)
  *   md_  module.c       module definition, Client type, module functions: glue only
- *   cl_  client.c       a Client's request cycle: token, send, retry on a bad token, decode
+ *   cl_  client.c       a Client's request cycle: the OAuth request, token, send, retry on a
+ *                       refused token, decode
  *   tr_  transport.c    libcurl: handle pool, secure defaults, transfers without the GIL
- *   tc_  token_cache.c  OAuth tokens per (host, consumer key), single-flight refresh
- *   cr_  crypto.c       OpenSSL: certificates, Security Credential, base64, secrets
+ *   tc_  token_cache.c  OAuth tokens per (host, consumer key), single-flight refresh, the
+ *                       token_store; the fetch itself is the caller's (a TcFetch)
+ *   cr_  crypto.c       OpenSSL: certificates, Security Credential, base64, secrets, CA stores
  *   jw_  json.c         JSON request bodies
  *   va_  validate.c     input rules, checked before any network I/O
  *   rq_  request.c      Daraja requests described as tables: rules checked, body written
@@ -45,7 +47,8 @@
 #define DR_MAX_BODY (64 * 1024)        /* bytes of a request body we build */
 #define DR_TOKEN_MARGIN 60             /* seconds before expiry a token is renewed */
 #define DR_KEY_CACHE_SLOTS 8           /* parsed certificate keys kept per module */
-#define DR_POOL_IDLE 16                /* idle libcurl handles kept per Client */
+#define DR_POOL_MAX 256                /* idle libcurl handles a Client may keep, at most */
+#define DR_CA_CACHE_SLOTS 8            /* CA stores kept per module, one per CA file */
 #define DR_MAX_CALLBACK 65536          /* bytes of a callback body we accept */
 #define DR_MAX_DEPTH 32                /* nesting of arrays/objects in a callback body */
 
@@ -92,6 +95,16 @@ typedef struct {
     EVP_PKEY *key;
 } KeySlot;
 
+/* ---- CA store cache (crypto.c) ----------------------------------------- */
+
+/* A loaded CA store and the identity of the file it was read from. */
+typedef struct {
+    char *path;                 /* as given, or the system bundle's file; NULL: free slot */
+    int system;                 /* the system store (default file and directory) */
+    unsigned long long dev, ino, size, mtime_ns, ctime_ns;  /* stat of path when read; 0s: absent */
+    X509_STORE *store;          /* one reference held by the cache */
+} CaSlot;
+
 /* ---- module state ------------------------------------------------------ */
 
 typedef struct {
@@ -110,17 +123,26 @@ typedef struct {
     TokenCache tokens;
     KeySlot keys[DR_KEY_CACHE_SLOTS];
     unsigned next_key_slot;
+    CaSlot cas[DR_CA_CACHE_SLOTS];  /* touched only with the GIL held */
+    unsigned next_ca_slot;
 } DarajaState;
 
 /* ---- transport (transport.c) ------------------------------------------- */
 
+/* An idle handle and when it went idle (dr_monotonic seconds). */
 typedef struct {
-    pthread_mutex_t lock;       /* guards idle, n_idle, share and stale */
-    CURL *idle[DR_POOL_IDLE];
+    CURL *handle;
+    double since;
+} TrIdle;
+
+typedef struct {
+    pthread_mutex_t lock;       /* guards idle, n_idle, cap_idle, share and stale */
+    TrIdle *idle;               /* a stack: the most recently used on top, the oldest at [0] */
     int n_idle;
+    int cap_idle;               /* slots allocated in idle, at most DR_POOL_MAX */
     CURLSH *share;              /* TLS sessions and DNS, shared by the pool */
     pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
-    X509_STORE *ca_store;       /* loaded once per Client */
+    X509_STORE *ca_store;       /* shared with every Transport using the same CA file (read-only) */
     int stale;                  /* set in a forked child: handles are the parent's */
     long connect_timeout_ms;
     long timeout_ms;
@@ -168,6 +190,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *module;           /* strong reference: keeps the state alive */
     PyObject *token_store;      /* object with load()/store(), or NULL */
+    int store_timeout;          /* token_cache.c's: which store methods take timeout=, found once */
     char *base_url;             /* "https://host[:port][/prefix]", no trailing slash */
     const char *environment;    /* "sandbox" or "production" (static) */
     char *consumer_key;
@@ -209,15 +232,21 @@ int tc_init(TokenCache *tc);
 void tc_clear(TokenCache *tc);
 /* Find or create the entry for (base_url, key, secret); NULL with an exception on error. */
 TokenEntry *tc_entry(TokenCache *tc, const char *base_url, const char *key, const SecretBuf *secret);
-/* Copy a valid token for c into *out, fetching one if needed (single flight), by deadline. */
-int tc_get(DarajaClient *c, double deadline, SecretBuf *out);
+/* Fetch a new token for c over the network by deadline: the token and its lifetime in seconds.
+ * 0, or -1 with an exception set. */
+typedef int (*TcFetch)(DarajaClient *c, double deadline, SecretBuf *token, double *expires_in);
+
+/* Copy a valid token for c into *out by deadline: from the cache, else (single flight) from the
+ * Client's token_store, else from fetch. A call ends by its own deadline: a store is given the
+ * time left, and an answer after the deadline is a TimeoutError. */
+int tc_get(DarajaClient *c, double deadline, TcFetch fetch, SecretBuf *out);
 /* Drop `token` if it is still the entry's current one, so the next tc_get renews it. */
 void tc_reject(DarajaClient *c, const SecretBuf *token);
 
 /* ---- client request cycle (client.c) ----------------------------------- */
 
-/* GET the OAuth endpoint with the Client's Basic credentials; fill token and its lifetime. */
-int cl_fetch_token(DarajaClient *c, double deadline, SecretBuf *token, double *expires_in);
+/* A valid token for c (cached, or fetched within the Client's timeout) into *out. */
+int cl_access_token(DarajaClient *c, SecretBuf *out);
 /* POST a JSON body to `path` with a valid token; return the decoded dict (new reference). */
 PyObject *cl_post(DarajaClient *c, const char *path, const char *body, size_t body_len, int idempotent);
 
@@ -238,8 +267,11 @@ unsigned char *cr_base64_decode(DarajaState *st, const char *field, const char *
                                 size_t *out_len);
 /* SHA-256 of in into out[32]; -1 with an exception on error. */
 int cr_sha256(DarajaState *st, const void *in, size_t len, unsigned char out[32]);
-/* Load a CA file (or the system store when NULL) into a new X509_STORE. */
+/* The CA store of a CA file (or the system store when NULL), shared read-only: loaded once per
+ * file identity (device, inode, size, mtime) and module; the caller owns one reference. */
 X509_STORE *cr_load_ca_store(DarajaState *st, const char *ca_file);
+/* Drop the module's references to its CA stores. */
+void cr_ca_cache_clear(DarajaState *st);
 /* Python: security_credential(certificate, initiator_password) -> str */
 PyObject *cr_py_security_credential(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 /* Python: certificate_info(certificate) -> dict */

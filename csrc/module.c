@@ -270,7 +270,7 @@ static PyObject *
 client_access_token(DarajaClient *self, PyObject *Py_UNUSED(ignored))
 {
     SecretBuf token = {0};
-    if (tc_get(self, dr_monotonic() + self->timeout, &token) < 0) {
+    if (cl_access_token(self, &token) < 0) {
         return NULL;
     }
     PyObject *result = PyUnicode_FromStringAndSize(token.data, (Py_ssize_t)token.len);
@@ -535,6 +535,7 @@ module_free(void *module)
     module_clear((PyObject *)module);
     tc_clear(&st->tokens);
     cr_key_cache_clear(st);
+    cr_ca_cache_clear(st);
 }
 
 static struct PyModuleDef daraja_module = {

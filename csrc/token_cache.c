@@ -6,11 +6,19 @@
  * Single flight: when no valid token is cached, one caller (the leader) fetches
  * while the others wait on a condition variable with the GIL released. The leader
  * first asks the Client's token_store (shared across worker processes), then the
- * network through the Client; every new token is told to the store.
+ * network through the fetch its caller gave (a TcFetch); every new token is told
+ * to the store.
+ *
+ * One deadline: the store counts against the call's deadline. A store method that
+ * takes a `timeout` keyword (or **kwargs) is given the seconds left; one that does
+ * not is called as before. A slow Python call cannot be interrupted, so the time is
+ * checked again when it returns, and a call past its deadline ends with
+ * TimeoutError (a token the store gave late is still kept for the next caller).
+ * Waiters wake by their own deadline, not the leader's.
  *
  * Lock discipline: the cache lock is taken with or without the GIL, but never held
  * while waiting for the GIL, so it cannot deadlock against Python threads.
- * No I/O happens here; fetching is the Client's job (cl_fetch_token).
+ * No I/O happens here; fetching is the caller's job.
  */
 #include "daraja.h"
 
@@ -46,6 +54,22 @@ now_epoch(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Which token_store methods take timeout= (DarajaClient.store_timeout). */
+#define STORE_INSPECTED 1
+#define LOAD_TAKES_TIMEOUT 2
+#define STORE_TAKES_TIMEOUT 4
+
+/* A condition variable timed on CLOCK_MONOTONIC, the clock deadlines are on. */
+static void
+init_cond(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
 static void
 fork_prepare(void *arg)
 {
@@ -65,7 +89,7 @@ fork_child(void *arg)
     TokenCache *tc = arg;
     for (TokenEntry *e = tc->entries; e != NULL; e = e->next) {
         e->in_flight = 0;
-        pthread_cond_init(&e->done, NULL);
+        init_cond(&e->done);
     }
     pthread_mutex_unlock(&tc->lock);
 }
@@ -134,7 +158,7 @@ tc_entry(TokenCache *tc, const char *base_url, const char *key, const SecretBuf 
         }
         else {
             memcpy(e->secret_digest, digest, 32);
-            pthread_cond_init(&e->done, NULL);
+            init_cond(&e->done);
             e->next = tc->entries;
             tc->entries = e;
         }
@@ -185,17 +209,26 @@ raise_shared_failure(DarajaClient *c, PyObject *type, const char *message)
     return -1;
 }
 
+/* Raise TimeoutError: the call's deadline passed `what` (nothing was sent); returns -1. */
+static int
+out_of_time(DarajaClient *c, const char *what)
+{
+    DarajaState *st = dr_client_state(c);
+    return er_transport_error(st, st->TimeoutError, 0, "the call's time ran out %s", what);
+}
+
 /* Wait, without the GIL, until no leader is fetching; -1 with TimeoutError if the
- * caller's deadline passes first. */
+ * caller's own deadline passes first (the leader's may be later). */
 static int
 wait_for_leader(DarajaClient *c, TokenCache *tc, TokenEntry *e, double deadline)
 {
     struct timespec until;
-    double left = deadline - dr_monotonic() + 1.0;  /* the leader's own deadline may be later */
     int rc = 0;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)left;
-    until.tv_nsec += (long)((left - (double)(time_t)left) * 1e9);
+    if (deadline <= dr_monotonic()) {
+        return out_of_time(c, "before another thread's token request ended");
+    }
+    until.tv_sec = (time_t)deadline;
+    until.tv_nsec = (long)((deadline - (double)until.tv_sec) * 1e9);
     if (until.tv_nsec >= 1000000000L) {
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
@@ -208,22 +241,123 @@ wait_for_leader(DarajaClient *c, TokenCache *tc, TokenEntry *e, double deadline)
     pthread_mutex_unlock(&tc->lock);
     Py_END_ALLOW_THREADS
     if (rc == ETIMEDOUT) {
-        return er_transport_error(dr_client_state(c), dr_client_state(c)->TimeoutError, 0,
-                                  "timed out waiting for another thread's token request");
+        return out_of_time(c, "waiting for another thread's token request");
     }
     return 0;
+}
+
+/* Does store.<name> take a timeout keyword: a parameter named timeout that can be passed by
+ * keyword, or **kwargs? 1 or 0 (a method inspect cannot read keeps the old signature);
+ * -1 with an exception on error. */
+static int
+takes_timeout(PyObject *store, const char *name)
+{
+    PyObject *inspect, *method = NULL, *parameter = NULL, *sig = NULL, *params = NULL, *iter = NULL;
+    PyObject *by_keyword = NULL, *keyword_only = NULL, *var_keyword = NULL, *p;
+    int rc = -1;
+    if ((inspect = PyImport_ImportModule("inspect")) == NULL ||
+        (parameter = PyObject_GetAttrString(inspect, "Parameter")) == NULL ||
+        (by_keyword = PyObject_GetAttrString(parameter, "POSITIONAL_OR_KEYWORD")) == NULL ||
+        (keyword_only = PyObject_GetAttrString(parameter, "KEYWORD_ONLY")) == NULL ||
+        (var_keyword = PyObject_GetAttrString(parameter, "VAR_KEYWORD")) == NULL ||
+        (method = PyObject_GetAttrString(store, name)) == NULL) {
+        goto done;
+    }
+    if ((sig = PyObject_CallMethod(inspect, "signature", "O", method)) == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            rc = 0;
+        }
+        goto done;
+    }
+    if ((params = PyObject_GetAttrString(sig, "parameters")) == NULL ||
+        (iter = PyObject_CallMethod(params, "values", NULL)) == NULL) {
+        goto done;
+    }
+    Py_SETREF(iter, PyObject_GetIter(iter));
+    if (iter == NULL) {
+        goto done;
+    }
+    rc = 0;
+    while ((p = PyIter_Next(iter)) != NULL) {
+        PyObject *kind = PyObject_GetAttrString(p, "kind");
+        PyObject *pname = PyObject_GetAttrString(p, "name");
+        if (kind == NULL || pname == NULL) {
+            rc = -1;
+        }
+        else if (kind == var_keyword ||
+                 ((kind == by_keyword || kind == keyword_only) && PyUnicode_Check(pname) &&
+                  PyUnicode_CompareWithASCIIString(pname, "timeout") == 0)) {
+            rc = 1;
+        }
+        Py_XDECREF(kind);
+        Py_XDECREF(pname);
+        Py_DECREF(p);
+        if (rc != 0) {
+            break;
+        }
+    }
+    if (rc == 0 && PyErr_Occurred()) {
+        rc = -1;
+    }
+done:
+    Py_XDECREF(iter);
+    Py_XDECREF(params);
+    Py_XDECREF(sig);
+    Py_XDECREF(method);
+    Py_XDECREF(var_keyword);
+    Py_XDECREF(keyword_only);
+    Py_XDECREF(by_keyword);
+    Py_XDECREF(parameter);
+    Py_XDECREF(inspect);
+    return rc;
+}
+
+/* Call token_store.<name>(*args), with timeout=<seconds left> when it takes one; the answer
+ * (new reference), or NULL with an exception (TimeoutError when no time is left). */
+static PyObject *
+call_store(DarajaClient *c, const char *name, int flag, PyObject *args, double deadline)
+{
+    PyObject *method = NULL, *kwargs = NULL, *answer = NULL;
+    if (!(c->store_timeout & STORE_INSPECTED)) {
+        int load = takes_timeout(c->token_store, "load");
+        int store = load < 0 ? -1 : takes_timeout(c->token_store, "store");
+        if (store < 0) {
+            return NULL;
+        }
+        c->store_timeout =
+            STORE_INSPECTED | (load ? LOAD_TAKES_TIMEOUT : 0) | (store ? STORE_TAKES_TIMEOUT : 0);
+    }
+    double left = deadline - dr_monotonic();
+    if (left <= 0.0) {
+        out_of_time(c, "before the token_store was asked");
+        return NULL;
+    }
+    if ((method = PyObject_GetAttrString(c->token_store, name)) == NULL) {
+        return NULL;
+    }
+    if ((c->store_timeout & flag) && (kwargs = Py_BuildValue("{s:d}", "timeout", left)) == NULL) {
+        goto done;
+    }
+    answer = PyObject_Call(method, args, kwargs);
+done:
+    Py_XDECREF(kwargs);
+    Py_DECREF(method);
+    return answer;
 }
 
 /* Ask the token_store for a token. 1: *token and *expires_at filled; 0: none
  * usable; -1: the store raised or answered something malformed. */
 static int
-load_from_store(DarajaClient *c, TokenEntry *e, SecretBuf *token, double *expires_at)
+load_from_store(DarajaClient *c, TokenEntry *e, double deadline, SecretBuf *token, double *expires_at)
 {
     DarajaState *st = dr_client_state(c);
     const char *text;
     Py_ssize_t len;
     int rc = -1;
-    PyObject *answer = PyObject_CallMethod(c->token_store, "load", NULL);
+    PyObject *none = PyTuple_New(0);
+    PyObject *answer = none == NULL ? NULL : call_store(c, "load", LOAD_TAKES_TIMEOUT, none, deadline);
+    Py_XDECREF(none);
     if (answer == NULL) {
         return -1;
     }
@@ -267,33 +401,50 @@ done:
     return rc;
 }
 
-/* Tell the token_store about a new token. */
+/* Tell the token_store about a new token, by deadline (not called when no time is left). */
 static int
-save_to_store(DarajaClient *c, const SecretBuf *token, double expires_at)
+save_to_store(DarajaClient *c, const SecretBuf *token, double expires_at, double deadline)
 {
-    PyObject *text = PyUnicode_FromStringAndSize(token->data, (Py_ssize_t)token->len);
-    if (text == NULL) {
+    PyObject *args = Py_BuildValue("(s#d)", token->data, (Py_ssize_t)token->len, expires_at);
+    if (args == NULL) {
         return -1;
     }
-    PyObject *r = PyObject_CallMethod(c->token_store, "store", "Od", text, expires_at);
-    Py_DECREF(text);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
+    PyObject *r = call_store(c, "store", STORE_TAKES_TIMEOUT, args, deadline);
+    Py_DECREF(args);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return dr_monotonic() < deadline ? 0 : out_of_time(c, "while the token_store's store() ran");
 }
 
-/* As the leader: get a token from the store or the network into *token. */
+/* As the leader: get a token from the store, or through fetch, into *token by deadline.
+ * *late: the store gave a usable token, but only after the deadline. *own: the failure is
+ * this caller's deadline passing around the store, which says nothing about Daraja. */
 static int
-lead_fetch(DarajaClient *c, TokenEntry *e, double deadline, SecretBuf *token, double *expires_at, int *is_new)
+lead_fetch(DarajaClient *c, TokenEntry *e, double deadline, TcFetch fetch, SecretBuf *token,
+           double *expires_at, int *is_new, int *late, int *own)
 {
     double expires_in;
     *is_new = 0;
+    *late = 0;
+    *own = 0;
     if (c->token_store != NULL) {
-        int found = load_from_store(c, e, token, expires_at);
-        if (found != 0) {
-            return found < 0 ? -1 : 0;
+        int found = load_from_store(c, e, deadline, token, expires_at);
+        int over = dr_monotonic() >= deadline;
+        if (found < 0 || (over && !found)) {
+            *own = over;
+            return found < 0 ? -1 : out_of_time(c, "while the token_store's load() ran");
+        }
+        if (over) {
+            *late = 1;
+            return 0;
+        }
+        if (found) {
+            return 0;
         }
     }
-    if (cl_fetch_token(c, deadline, token, &expires_in) < 0) {
+    if (fetch(c, deadline, token, &expires_in) < 0) {
         return -1;
     }
     *expires_at = now_epoch() + expires_in;
@@ -302,13 +453,13 @@ lead_fetch(DarajaClient *c, TokenEntry *e, double deadline, SecretBuf *token, do
 }
 
 int
-tc_get(DarajaClient *c, double deadline, SecretBuf *out)
+tc_get(DarajaClient *c, double deadline, TcFetch fetch, SecretBuf *out)
 {
     TokenCache *tc = &dr_client_state(c)->tokens;
     TokenEntry *e = c->token;
     SecretBuf fresh = {0};
     double expires_at = 0.0;
-    int is_new = 0, rc;
+    int is_new = 0, late = 0, own = 0, rc;
 
     for (;;) {
         pthread_mutex_lock(&tc->lock);
@@ -339,7 +490,7 @@ tc_get(DarajaClient *c, double deadline, SecretBuf *out)
         pthread_mutex_unlock(&tc->lock);
     }
 
-    rc = lead_fetch(c, e, deadline, &fresh, &expires_at, &is_new);
+    rc = lead_fetch(c, e, deadline, fetch, &fresh, &expires_at, &is_new, &late, &own);
     char failure[sizeof(e->failure)];
     PyObject *failure_type = rc < 0 ? describe_failure(failure, sizeof(failure)) : NULL;
     pthread_mutex_lock(&tc->lock);
@@ -349,7 +500,9 @@ tc_get(DarajaClient *c, double deadline, SecretBuf *out)
         e->expires_at = expires_at;
         rc = cr_secret_set(out, fresh.data, fresh.len);
     }
-    else {
+    else if (!own) {
+        /* Shared, so the waiters do not each ask a failing Daraja again. A leader whose own
+         * time ran out around the store is not shared: a waiter with time left leads next. */
         e->failed_flight = e->flights;
         e->failure_type = failure_type;
         memcpy(e->failure, failure, sizeof(failure));
@@ -357,7 +510,11 @@ tc_get(DarajaClient *c, double deadline, SecretBuf *out)
     e->in_flight = 0;
     pthread_cond_broadcast(&e->done);
     pthread_mutex_unlock(&tc->lock);
-    if (rc == 0 && is_new && c->token_store != NULL && save_to_store(c, out, expires_at) < 0) {
+    if (rc == 0 && late) {
+        cr_secret_free(out);  /* kept in the cache for the next caller; this call is over */
+        return out_of_time(c, "while the token_store's load() ran");
+    }
+    if (rc == 0 && is_new && c->token_store != NULL && save_to_store(c, out, expires_at, deadline) < 0) {
         cr_secret_free(out);
         return -1;
     }

@@ -5,8 +5,14 @@
  * at a time (libcurl's rule) and goes back to the pool with its open connection,
  * so calls reuse connections; TLS sessions and DNS answers are shared between the
  * pool's handles through a share handle (never connections, which libcurl does
- * not allow across threads). The CA store is loaded once per Transport and handed
- * to each new TLS context.
+ * not allow across threads). The CA store, loaded once per CA file and module
+ * (cr_load_ca_store) and shared read-only, is handed to each new TLS context.
+ *
+ * The pool follows concurrency: a handle is made only when none is idle, and every
+ * handle given back is kept (up to DR_POOL_MAX), so the pool holds as many handles
+ * as were ever in use at once. Handles idle longer than MAX_IDLE_SECONDS, whose
+ * connections libcurl would not reuse anyway, are closed when a handle comes back:
+ * the pool shrinks again when the load falls.
  *
  * One transfer sends its request once: if a reused connection dies before any
  * answer, libcurl would otherwise resend the request on a new connection by
@@ -200,9 +206,9 @@ error:
 
 /* ---- the pool ------------------------------------------------------------ */
 
-/* Take an idle handle or make one; NULL on error (no GIL). After a fork the
- * parent's handles and share are abandoned, never closed: closing would write a
- * TLS close_notify into a socket the parent still uses. */
+/* Take an idle handle (the most recently used) or make one; NULL on error (no GIL).
+ * After a fork the parent's handles and share are abandoned, never closed: closing
+ * would write a TLS close_notify into a socket the parent still uses. */
 static CURL *
 acquire_handle(Transport *t)
 {
@@ -214,7 +220,7 @@ acquire_handle(Transport *t)
         t->stale = 0;
     }
     if (t->n_idle > 0) {
-        h = t->idle[--t->n_idle];
+        h = t->idle[--t->n_idle].handle;
     }
     else if (t->share != NULL) {
         h = new_handle(t, t->share);
@@ -223,20 +229,64 @@ acquire_handle(Transport *t)
     return h;
 }
 
-/* Give a handle back to the pool, or close it if the pool is full or it came
- * from before a fork. */
+/* Push h on the idle stack, growing it up to DR_POOL_MAX; 0, or -1 when full or out of
+ * memory (no GIL). Caller holds the lock. */
+static int
+push_idle(Transport *t, CURL *h, double now)
+{
+    if (t->n_idle == t->cap_idle) {
+        int cap = t->cap_idle ? t->cap_idle * 2 : 4;
+        cap = cap > DR_POOL_MAX ? DR_POOL_MAX : cap;
+        TrIdle *idle = cap > t->cap_idle ? realloc(t->idle, (size_t)cap * sizeof(*idle)) : NULL;
+        if (idle == NULL) {
+            return -1;
+        }
+        t->idle = idle;
+        t->cap_idle = cap;
+    }
+    t->idle[t->n_idle++] = (TrIdle){h, now};
+    return 0;
+}
+
+/* Move the handles idle since before now - MAX_IDLE_SECONDS (the bottom of the stack)
+ * into out, for the caller to close without the lock; their number. Caller holds the lock. */
+static int
+take_expired(Transport *t, double now, CURL *out[DR_POOL_MAX])
+{
+    int n = 0;
+    while (n < t->n_idle && t->idle[n].since < now - (double)MAX_IDLE_SECONDS) {
+        out[n] = t->idle[n].handle;
+        n++;
+    }
+    if (n > 0) {
+        memmove(t->idle, t->idle + n, (size_t)(t->n_idle - n) * sizeof(*t->idle));
+        t->n_idle -= n;
+    }
+    return n;
+}
+
+/* Give a handle back to the pool, or close it if the pool is full or it came from
+ * before a fork; close the handles that have been idle too long. */
 static void
 release_handle(Transport *t, CURL *h, int keep)
 {
+    CURL *expired[DR_POOL_MAX];
+    int n_expired = 0;
+    double now = dr_monotonic();
     pthread_mutex_lock(&t->lock);
-    if (keep && !t->stale && t->n_idle < DR_POOL_IDLE) {
-        t->idle[t->n_idle++] = h;
+    int stale = t->stale;
+    if (keep && !stale && push_idle(t, h, now) == 0) {
         h = NULL;
     }
-    int stale = t->stale;
+    if (!stale) {
+        n_expired = take_expired(t, now, expired);
+    }
     pthread_mutex_unlock(&t->lock);
     if (h != NULL && !stale) {
         curl_easy_cleanup(h);
+    }
+    for (int i = 0; i < n_expired; i++) {
+        curl_easy_cleanup(expired[i]);
     }
 }
 
@@ -297,7 +347,11 @@ tr_new(DarajaState *st, const char *ca_file, double connect_timeout, double time
                         "libcurl lacks a required option (it must be built with OpenSSL)");
         goto error;
     }
-    t->idle[t->n_idle++] = probe;
+    if (push_idle(t, probe, dr_monotonic()) < 0) {
+        curl_easy_cleanup(probe);
+        PyErr_NoMemory();
+        goto error;
+    }
     if (af_register(&t->hook) < 0) {
         goto error;
     }
@@ -313,12 +367,13 @@ tr_free(Transport *t)
     af_unregister(&t->hook);
     if (!t->stale) {
         for (int i = 0; i < t->n_idle; i++) {
-            curl_easy_cleanup(t->idle[i]);
+            curl_easy_cleanup(t->idle[i].handle);
         }
         if (t->share != NULL) {
             curl_share_cleanup(t->share);
         }
     }
+    free(t->idle);
     X509_STORE_free(t->ca_store);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) {
         pthread_mutex_destroy(&t->share_locks[i]);

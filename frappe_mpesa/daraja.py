@@ -64,8 +64,15 @@ class TokenStore(Protocol):
 
 	``load`` is asked before any token request goes out; ``store`` is told about every
 	new token. ``expires_at`` is a Unix time in seconds.
+
+	Both count against the call's one deadline. ``timeout`` is the seconds the call has
+	left; a store should return by then (a lock wait bounded by it, say). It is passed only
+	to methods that accept a ``timeout`` keyword (or ``**kwargs``): ``load()`` and
+	``store(token, expires_at)`` without one are still called as before, but an answer after
+	the deadline ends the call with TimeoutError all the same. ``store`` is not called at all
+	once no time is left.
 	"""
 
-	def load(self) -> tuple[str, float] | None: ...
+	def load(self, *, timeout: float | None = None) -> tuple[str, float] | None: ...
 
-	def store(self, token: str, expires_at: float) -> None: ...
+	def store(self, token: str, expires_at: float, *, timeout: float | None = None) -> None: ...

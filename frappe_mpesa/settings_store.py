@@ -107,6 +107,10 @@ class TokenStore:
 	Redis lock and answers None, so this process's core fetches one and calls ``store``. Other
 	processes wait for that token instead of asking Daraja themselves: one token request per
 	expiry for the whole site. The C core calls ``load`` from one thread per process at a time.
+
+	Both take the ``timeout`` the core passes, the seconds its call has left: ``load`` waits for
+	another process's token at most that long (and never longer than LOCK_SECONDS), then answers
+	None; ``store`` waits on nothing (one Redis write and one row update) and accepts it to match.
 	"""
 
 	def __init__(self, settings_name):
@@ -117,8 +121,9 @@ class TokenStore:
 		# Raw Redis calls are not prefixed by frappe.cache: make_key adds the site's prefix.
 		return frappe.cache.make_key(f"frappe_mpesa:{what}:{self.settings_name}")
 
-	def load(self):
-		deadline = time.monotonic() + LOCK_SECONDS
+	def load(self, timeout=None):
+		wait = LOCK_SECONDS if timeout is None else min(LOCK_SECONDS, max(float(timeout), 0.0))
+		deadline = time.monotonic() + wait
 		while True:
 			found = self._from_redis() or self._from_record()
 			if found:
@@ -134,14 +139,14 @@ class TokenStore:
 				return None
 			# Someone else is fetching: wait for their token, or for their lock to lapse.
 			while time.monotonic() < deadline and frappe.cache.get(self._key("token-lock")) is not None:
-				time.sleep(WAIT_STEP)
+				time.sleep(max(0.0, min(WAIT_STEP, deadline - time.monotonic())))
 				found = self._from_redis()
 				if found:
 					return found
 			if time.monotonic() >= deadline:
 				return None
 
-	def store(self, token, expires_at):
+	def store(self, token, expires_at, timeout=None):
 		try:
 			ttl = int(expires_at - time.time())
 			if ttl > 0:

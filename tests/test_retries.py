@@ -5,6 +5,7 @@ counts what reached it.
 """
 
 import pytest
+from conftest import OAUTH, STK_PUSH
 
 from frappe_mpesa import daraja
 from frappe_mpesa.sandbox import DEFAULT_PASSKEY, DEFAULT_SHORTCODE
@@ -59,3 +60,82 @@ def test_attempts_under_faults(client, sandbox, receiver, initiator, name, fault
 			assert caught.value.sent is True and "outcome is unknown" in str(caught.value)
 	else:
 		assert sandbox.count(path) == 3
+
+
+# Daraja's gateway refusing the token: a 4xx with a documented code, given before the payment
+# system sees the request. Safe to resend once with a new token, even a payment.
+REFUSALS = [
+	(404, "404.001.03", "Invalid Access Token"),
+	(400, "400.003.01", "Invalid Access Token"),
+	(401, "401.002.01", "Error parsing token"),
+	(401, "401.003.01", "Invalid Access Token"),
+]
+# Answers that look like a refusal but lack a documented code, or come with a 5xx (which may come
+# from behind the gateway, after the payment system saw the request): a payment is never resent.
+LOOKALIKES = [
+	(401, "401.001.01", "Unauthorized"),
+	(401, None, None),  # no body at all
+	(500, "500.001.01", "Invalid Access Token"),
+	(503, "404.001.03", "Invalid Access Token"),
+	(502, "500.003.1001", "Internal Server Error - Invalid Access Token"),
+	(400, "400.002.02", "Bad Request - Invalid Access Token"),
+]
+
+
+def answer(status, code, message):
+	return {"status": status, "code": code, "message": message} if code else {"status": status, "empty": True}
+
+
+@pytest.mark.parametrize("status,code,message", REFUSALS)
+@pytest.mark.parametrize("name", MONEY_MOVING)
+def test_money_moving_call_is_resent_once_after_a_documented_token_refusal(
+	client, sandbox, receiver, initiator, name, status, code, message
+):
+	_, path, _, call = next(c for c in calls(receiver, initiator) if c[0] == name)
+	old = client.access_token()
+	sandbox.fault(path, "status", times=1, **answer(status, code, message))
+	try:
+		call(client)
+	except daraja.APIError as e:  # the second answer is the real one, whatever it says
+		assert e.error_code != code
+	assert sandbox.count(path) == 2
+	assert sandbox.count(OAUTH) == 2 and client.access_token() != old
+
+
+@pytest.mark.parametrize("status,code,message", LOOKALIKES)
+@pytest.mark.parametrize("name", MONEY_MOVING)
+def test_money_moving_call_is_not_resent_after_a_lookalike_refusal(
+	client, sandbox, receiver, initiator, name, status, code, message
+):
+	_, path, _, call = next(c for c in calls(receiver, initiator) if c[0] == name)
+	client.access_token()
+	sandbox.fault(path, "status", times=1, **answer(status, code, message))
+	with pytest.raises(daraja.APIError) as caught:
+		call(client)
+	assert caught.value.http_status == status and caught.value.error_code == code
+	assert sandbox.count(path) == 1
+
+
+@pytest.mark.parametrize("status,code,message", [(401, "401.001.01", "Unauthorized"), (401, None, None)])
+@pytest.mark.parametrize("name", READ_ONLY)
+def test_read_only_call_renews_the_token_after_any_401(
+	client, sandbox, receiver, initiator, name, status, code, message
+):
+	_, path, _, call = next(c for c in calls(receiver, initiator) if c[0] == name)
+	client.access_token()
+	sandbox.fault(path, "status", times=1, **answer(status, code, message))
+	try:
+		call(client)
+	except daraja.APIError as e:
+		assert e.http_status != 401
+	assert sandbox.count(path) == 2 and sandbox.count(OAUTH) == 2
+
+
+def test_a_token_refused_with_a_5xx_is_dropped_for_the_next_call(client, sandbox, stk_args):
+	old = client.access_token()
+	sandbox.fault(STK_PUSH, "status", times=1, status=500, code="500.001.01", message="Invalid Access Token")
+	with pytest.raises(daraja.APIError):
+		client.stk_push(**stk_args)
+	assert sandbox.count(STK_PUSH) == 1
+	assert client.access_token() != old  # not resent, but the next call does not meet that token again
+	assert client.stk_push(**stk_args)["ResponseCode"] == "0"

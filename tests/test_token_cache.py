@@ -228,3 +228,147 @@ def test_a_failed_token_request_fails_its_waiters_too(client, sandbox):
 	assert len(errors) == 16
 	assert all(isinstance(e, daraja.APIError) for e in errors)
 	assert sandbox.count(OAUTH) <= 3 + 2  # one leader's attempts, give or take a late arrival
+
+
+# -- one deadline for the whole call, the token_store included --
+
+
+class TimedStore(MemoryStore):
+	"""A store whose methods take the time the call has left, and whose load takes `delay`."""
+
+	def __init__(self, token=None, expires_at=0.0, delay=0.0):
+		super().__init__(token, expires_at)
+		self.delay = delay
+		self.timeouts = []
+
+	def load(self, timeout=None):
+		self.timeouts.append(("load", timeout))
+		time.sleep(min(self.delay, timeout) if timeout is not None else self.delay)
+		return super().load()
+
+	def store(self, token, expires_at, timeout=None):
+		self.timeouts.append(("store", timeout))
+		super().store(token, expires_at)
+
+
+def test_store_is_given_the_time_the_call_has_left(make_client, sandbox):
+	store = TimedStore()
+	token = make_client(token_store=store, timeout=4.0).access_token()
+	assert store.stores == [(token, pytest.approx(time.time() + 3599, abs=5))]
+	assert [what for what, _ in store.timeouts] == ["load", "store"]
+	assert all(0 < timeout <= 4.0 for _, timeout in store.timeouts)
+	assert store.timeouts[1][1] < store.timeouts[0][1]  # the token request took some of it
+
+
+@pytest.mark.parametrize("form", ["keyword", "keyword_only", "kwargs"])
+def test_every_way_of_taking_a_timeout_keyword_is_used(make_client, form):
+	seen = []
+
+	class Store:
+		if form == "keyword":
+
+			def load(self, timeout=None):
+				seen.append(timeout)
+
+		elif form == "keyword_only":
+
+			def load(self, *, timeout):
+				seen.append(timeout)
+
+		else:
+
+			def load(self, **options):
+				seen.append(options["timeout"])
+
+		def store(self, token, expires_at):  # the old signature: called without one
+			seen.append("stored")
+
+	make_client(token_store=Store(), timeout=3.0).access_token()
+	assert len(seen) == 2 and 0 < seen[0] <= 3.0 and seen[1] == "stored"
+
+
+def test_slow_store_load_ends_the_call_by_its_deadline(make_client, sandbox):
+	store = TimedStore(delay=3.0)  # sleeps no longer than the timeout it is given
+	client = make_client(token_store=store, timeout=1.0, connect_timeout=1.0)
+	started = time.monotonic()
+	with pytest.raises(daraja.TimeoutError) as caught:
+		client.access_token()
+	assert time.monotonic() - started < 1.5
+	assert caught.value.sent is False and "token_store" in str(caught.value)
+	assert sandbox.count(OAUTH) == 0  # no token request after the time ran out
+
+
+def test_slow_store_with_the_old_signature_still_ends_in_a_timeout_error(make_client, sandbox):
+	store = MemoryStore()
+	plain_load = store.load
+
+	def slow_load():  # takes no timeout: the core cannot shorten it, only refuse to go on
+		time.sleep(1.3)
+		return plain_load()
+
+	store.load = slow_load
+	client = make_client(token_store=store, timeout=1.0, connect_timeout=1.0)
+	with pytest.raises(daraja.TimeoutError):
+		client.access_token()
+	assert sandbox.count(OAUTH) == 0 and store.stores == []
+
+
+def test_a_token_the_store_gave_too_late_serves_the_next_call(make_client, sandbox):
+	token = sandbox.issue_token()
+	store = MemoryStore(token, time.time() + 3000)
+	plain_load = store.load
+
+	def slow_load():
+		time.sleep(1.3)
+		return plain_load()
+
+	store.load = slow_load
+	client = make_client(token_store=store, timeout=1.0, connect_timeout=1.0)
+	with pytest.raises(daraja.TimeoutError):
+		client.access_token()
+	assert client.access_token() == token  # from the cache, without asking the store again
+	assert store.loads == 1 and sandbox.count(OAUTH) == 0
+
+
+def test_a_waiter_ends_by_its_own_deadline_not_the_leaders(make_client, sandbox):
+	"""Two Clients of one site share the cache entry; the one with the shorter timeout waits for
+	the other's token request only until its own deadline."""
+	leader, waiter = make_client(timeout=5.0), make_client(timeout=1.0, connect_timeout=1.0)
+	sandbox.fault(OAUTH, "delay", seconds=2.5, times=1)
+	tokens = []
+	thread = threading.Thread(target=lambda: tokens.append(leader.access_token()))
+	thread.start()
+	time.sleep(0.2)  # the leader's request is under way
+	started = time.monotonic()
+	with pytest.raises(daraja.TimeoutError, match="another thread's token request"):
+		waiter.access_token()
+	elapsed = time.monotonic() - started
+	thread.join()
+	assert 0.9 < elapsed < 1.5
+	assert len(tokens) == 1 and waiter.access_token() == tokens[0]
+	assert sandbox.count(OAUTH) == 1
+
+
+def test_a_leader_out_of_time_in_the_store_does_not_fail_its_waiters(make_client, sandbox):
+	"""The short-lived leader's timeout says nothing about Daraja: a waiter with time left asks the
+	store itself, then Daraja."""
+	store = TimedStore(delay=3.0)
+	leader = make_client(token_store=store, timeout=1.0, connect_timeout=1.0)
+	waiter = make_client(token_store=store, timeout=5.0)
+	errors = []
+
+	def lead():
+		try:
+			leader.access_token()
+		except daraja.TimeoutError as e:
+			errors.append(e)
+
+	thread = threading.Thread(target=lead)
+	thread.start()
+	time.sleep(0.2)
+	store.delay = 0.0  # the next load answers at once
+	token = waiter.access_token()
+	thread.join()
+	assert len(errors) == 1 and "token_store" in str(errors[0])
+	assert store.stores == [(token, pytest.approx(time.time() + 3599, abs=5))]
+	assert sandbox.count(OAUTH) == 1

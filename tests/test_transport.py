@@ -8,7 +8,7 @@ import pytest
 from conftest import OAUTH, STK_PUSH, STK_QUERY
 
 from frappe_mpesa import daraja
-from frappe_mpesa.sandbox import DEFAULT_PASSKEY, DEFAULT_SHORTCODE, UNTRUSTED_CA_FILE
+from frappe_mpesa.sandbox import CA_FILE, DEFAULT_PASSKEY, DEFAULT_SHORTCODE, UNTRUSTED_CA_FILE
 
 
 def query(client, checkout_id="ws_CO_unknown"):
@@ -265,3 +265,136 @@ def test_money_moving_call_is_retried_when_nothing_was_sent(make_client, stk_arg
 	assert caught.value.sent is False
 	assert "outcome is unknown" not in str(caught.value)
 	assert time.monotonic() - started < 3.0
+
+
+# -- CA stores: loaded once per CA file and shared; a changed or bad file is read again --
+
+
+def ca_copy(path, source, size=None):
+	"""Write source's certificates to path (padded with blank lines to size bytes)."""
+	data = open(source, "rb").read()
+	if size is not None:
+		data += b"\n" * (size - len(data))
+	with open(path, "r+b" if os.path.exists(path) else "wb") as f:  # in place: the inode stays
+		f.write(data)
+		f.truncate()
+
+
+def test_clients_sharing_a_ca_file_each_verify_tls(make_client, sandbox, tmp_path):
+	path = tmp_path / "ca.pem"
+	ca_copy(path, CA_FILE)
+	first, second = make_client(ca_file=str(path)), make_client(ca_file=str(path))
+	first.access_token()
+	for client in (first, second):  # each Transport makes its own TLS connection
+		with pytest.raises(daraja.APIError):
+			query(client)
+	del first, second
+	third = make_client(ca_file=str(path))  # the store outlives the Clients that made it
+	with pytest.raises(daraja.APIError):
+		query(third)
+	assert len({r.connection for r in sandbox.requests}) == 3
+
+
+def verifies(client):
+	"""Does client trust the sandbox? A new connection each time: a Client's first request."""
+	try:
+		query(client)
+	except daraja.TLSError:
+		return False
+	except daraja.APIError:
+		return True
+	raise AssertionError("the sandbox accepted an unknown CheckoutRequestID")
+
+
+def test_a_replaced_ca_file_is_read_again(make_client, tmp_path):
+	path, other = tmp_path / "ca.pem", tmp_path / "new.pem"
+	ca_copy(path, CA_FILE)
+	assert verifies(make_client(ca_file=str(path)))
+	ca_copy(other, UNTRUSTED_CA_FILE)
+	os.replace(other, path)  # a new inode
+	assert not verifies(make_client(ca_file=str(path)))
+	ca_copy(other, CA_FILE)
+	os.replace(other, path)
+	assert verifies(make_client(ca_file=str(path)))
+
+
+def test_a_ca_file_rewritten_in_place_is_read_again(make_client, tmp_path):
+	"""Same inode, same size, even the old mtime put back (as `cp -p` does): still read again."""
+	path = tmp_path / "ca.pem"
+	size = max(os.path.getsize(CA_FILE), os.path.getsize(UNTRUSTED_CA_FILE))
+	ca_copy(path, UNTRUSTED_CA_FILE, size)
+	assert not verifies(make_client(ca_file=str(path)))
+	before = os.stat(path)
+	ca_copy(path, CA_FILE, size)
+	os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+	after = os.stat(path)
+	assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+	assert verifies(make_client(ca_file=str(path)))
+
+
+def test_a_bad_ca_file_fails_every_time_and_a_fixed_one_works(make_client, tmp_path):
+	path = tmp_path / "ca.pem"
+	path.write_bytes(b"not a certificate\n")
+	for _ in range(2):
+		with pytest.raises(daraja.ValidationError) as caught:
+			make_client(ca_file=str(path))
+		assert caught.value.field == "ca_file"
+	with pytest.raises(daraja.ValidationError):
+		make_client(ca_file=str(tmp_path / "missing.pem"))
+	ca_copy(tmp_path / "fixed.pem", CA_FILE)
+	os.replace(tmp_path / "fixed.pem", path)
+	assert verifies(make_client(ca_file=str(path)))
+
+
+def test_the_system_store_follows_ssl_cert_file(make_client, tmp_path, monkeypatch):
+	trusted, untrusted = tmp_path / "trusted.pem", tmp_path / "untrusted.pem"
+	ca_copy(trusted, CA_FILE)
+	ca_copy(untrusted, UNTRUSTED_CA_FILE)
+	monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "no-such-dir"))
+	monkeypatch.setenv("SSL_CERT_FILE", str(trusted))
+	assert verifies(make_client(ca_file=None))
+	monkeypatch.setenv("SSL_CERT_FILE", str(untrusted))
+	assert not verifies(make_client(ca_file=None))
+	monkeypatch.setenv("SSL_CERT_FILE", str(trusted))
+	assert verifies(make_client(ca_file=None))
+
+
+def test_a_forked_child_makes_clients_with_the_shared_store(make_client, sandbox):
+	make_client().access_token()
+	pid = os.fork()
+	if pid == 0:
+		code = 1
+		try:
+			try:
+				query(make_client())
+			except daraja.APIError as e:
+				code = 0 if e.error_code == "400.002.02" else 2
+		finally:
+			os._exit(code)
+	_, status = os.waitpid(pid, 0)
+	assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+# -- the handle pool follows concurrency --
+
+
+def test_the_pool_keeps_as_many_connections_as_threads_used_at_once(client, sandbox):
+	"""32 threads at once, twice: the second round reuses the first round's 32 connections."""
+	client.access_token()
+	sandbox.fault(STK_QUERY, "delay", seconds=0.3)
+	threads = 32
+	for _ in range(2):
+		barrier = threading.Barrier(threads)
+
+		def call():
+			barrier.wait()
+			with pytest.raises(daraja.APIError):
+				query(client)
+
+		pool = [threading.Thread(target=call) for _ in range(threads)]
+		for t in pool:
+			t.start()
+		for t in pool:
+			t.join()
+	assert sandbox.count(STK_QUERY) == 2 * threads
+	assert len({r.connection for r in sandbox.requests if r.path == STK_QUERY}) <= threads

@@ -330,8 +330,11 @@ def fault_delay(params, answer):
 
 
 def fault_status(params, answer):
-	"""Answer ``status`` (default 503) with an envelope; ``code`` and ``message`` override its fields."""
+	"""Answer ``status`` (default 503) with an envelope; ``code`` and ``message`` override its fields,
+	and ``empty=True`` sends no body at all."""
 	status = int(params.get("status", 503))
+	if params.get("empty"):
+		return Reply(status, b"")
 	code = params.get("code", f"{status}.001.01")
 	return Reply(status, envelope(code, params.get("message", http.client.responses.get(status, "Error"))))
 

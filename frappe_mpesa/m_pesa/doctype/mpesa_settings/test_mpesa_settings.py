@@ -137,6 +137,19 @@ class TestMpesaSettings(MpesaTestCase):
 		self.assertEqual(settings_store.get_client(self.settings).access_token(), token)
 		self.assertEqual(self.sandbox.count(OAUTH), before + 1)
 
+	def test_a_held_token_lock_is_waited_for_no_longer_than_the_call_has_left(self):
+		"""Another process holds the token lock (and is slow): load waits the timeout the core
+		gives it, not the lock's LOCK_SECONDS."""
+		self.cold()
+		store = settings_store.TokenStore(SETTINGS)
+		lock = store._key("token-lock")
+		frappe.cache.set(lock, "another-process", px=60_000)
+		self.addCleanup(frappe.cache.delete, lock)
+		started = time.monotonic()
+		self.assertIsNone(store.load(timeout=0.5))
+		self.assertLess(time.monotonic() - started, 1.5)
+		self.assertIn(frappe.cache.get(lock), ("another-process", b"another-process"))  # not taken
+
 	def test_many_processes_starting_cold_make_one_token_request(self):
 		self.cold()
 		before = self.sandbox.count(OAUTH)
