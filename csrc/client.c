@@ -42,13 +42,14 @@ typedef struct {
 static char *
 make_url(DarajaClient *c, const char *path)
 {
-    size_t n = strlen(c->base_url) + strlen(path) + 1;
-    char *url = malloc(n);
+    size_t base = strlen(c->base_url), tail = strlen(path);
+    char *url = malloc(base + tail + 1);
     if (url == NULL) {
         PyErr_NoMemory();
         return NULL;
     }
-    snprintf(url, n, "%s%s", c->base_url, path);
+    memcpy(url, c->base_url, base);
+    memcpy(url + base, path, tail + 1);
     return url;
 }
 

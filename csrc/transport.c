@@ -29,7 +29,6 @@
 
 #include <openssl/ssl.h>
 
-#define USER_AGENT "frappe_mpesa (libcurl)"
 #define MAX_IDLE_SECONDS 30L  /* older idle connections are not reused: they may be closing */
 
 double
@@ -189,7 +188,6 @@ new_handle(Transport *t, CURLSH *share)
     SETOPT(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)DR_MAX_RESPONSE);
     SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(h, CURLOPT_MAXAGE_CONN, MAX_IDLE_SECONDS);
-    SETOPT(h, CURLOPT_USERAGENT, USER_AGENT);
     SETOPT(h, CURLOPT_WRITEFUNCTION, write_body);
     SETOPT(h, CURLOPT_PREREQFUNCTION, one_request_only);
     SETOPT(h, CURLOPT_SHARE, share);
@@ -389,12 +387,15 @@ tr_free(Transport *t)
  * allocation happens per request. Bodies stay far below libcurl's 1 MiB threshold for
  * "Expect: 100-continue", so no header is needed to turn it off. */
 static struct curl_slist *
-build_headers(const TrRequest *req, struct curl_slist lines[2])
+build_headers(const TrRequest *req, struct curl_slist lines[3])
 {
+    /* A fixed line, not CURLOPT_USERAGENT, which libcurl formats anew for every request. */
+    static char user_agent[] = "User-Agent: frappe_mpesa (libcurl)";
     static char content_type[] = "Content-Type: application/json";
-    lines[1] = (struct curl_slist){(char *)req->auth_header, NULL};
-    lines[0] = (struct curl_slist){content_type, &lines[1]};
-    return req->body != NULL ? &lines[0] : &lines[1];
+    lines[2] = (struct curl_slist){(char *)req->auth_header, NULL};
+    lines[1] = (struct curl_slist){content_type, &lines[2]};
+    lines[0] = (struct curl_slist){user_agent, req->body != NULL ? &lines[1] : &lines[2]};
+    return &lines[0];
 }
 
 /* Set the per-request options: URL, headers, method, body and the time left. */
@@ -508,7 +509,7 @@ tr_perform(DarajaState *st, Transport *t, const TrRequest *req, TrResponse *resp
     long left_ms = (long)((req->deadline - dr_monotonic()) * 1000.0);
     CURLcode rc;
     CURL *h;
-    struct curl_slist lines[2];
+    struct curl_slist lines[3];
     struct curl_slist *headers = build_headers(req, lines);
 
     memset(resp, 0, sizeof(*resp));

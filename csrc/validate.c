@@ -7,7 +7,6 @@
  */
 #include "daraja.h"
 
-#include <ctype.h>
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -373,15 +372,14 @@ va_callback_url(DarajaState *st, const char *field, PyObject *v, const char **ou
     if (url[8] == '/' || url[8] == ':' || url[8] == '\0') {
         return er_validation_error(st, field, "has no host");
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (isspace((unsigned char)url[i]) || (unsigned char)url[i] >= 0x80) {
-            return er_validation_error(st, field, "must be plain ASCII without spaces");
-        }
-    }
-    /* Plain ASCII (checked above) and at most 1024 bytes: lowercase once, then search. */
+    /* At most 1024 bytes: check and lowercase in one pass, then search the copy. */
     char lower[1025];
     for (Py_ssize_t i = 0; i < n; i++) {
-        lower[i] = (char)tolower((unsigned char)url[i]);
+        unsigned char ch = (unsigned char)url[i];
+        if (ch <= ' ' || ch >= 0x7f) {
+            return er_validation_error(st, field, "must be plain ASCII without spaces");
+        }
+        lower[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch);
     }
     lower[n] = '\0';
     for (const char *const *word = BANNED_URL_WORDS; *word != NULL; word++) {
