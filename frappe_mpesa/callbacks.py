@@ -17,6 +17,7 @@ are allowed. ``after_request`` sees those callbacks, which never reached their h
 answers them as the handler does: refused with 400, logged, nothing of the error sent back.
 """
 
+import json
 import time
 
 import frappe
@@ -37,8 +38,9 @@ KIND_BY_PATH = {f"/api/method/{alias}": kind for kind, alias in urls.CALLBACK_AL
 REQUEST_READY = "frappe_mpesa_request_ready"
 # ... and a callback handler answered it.
 HANDLED = "frappe_mpesa_callback_handled"
-# Redis hash: settings record -> what the last verified callback's transport looked like.
-TRANSPORT_KEY = "frappe_mpesa:callback_transport"
+# Redis key (+ settings record): what the last verified callback's transport looked like.
+TRANSPORT_KEY = "frappe_mpesa:callback-transport:"
+TRANSPORT_TTL = 90 * 86400
 
 
 @frappe.whitelist(allow_guest=True, methods=["POST"])
@@ -200,7 +202,10 @@ def record_transport(settings):
 	)
 	facts["at"] = time.time()
 	try:
-		frappe.cache.hset(TRANSPORT_KEY, settings.name, facts)
+		# A raw Redis call: no per-process copy, so every worker reads the latest.
+		frappe.cache.set(
+			frappe.cache.make_key(TRANSPORT_KEY + settings.name), json.dumps(facts), ex=TRANSPORT_TTL
+		)
 	except Exception:
 		pass  # Redis down: the warning waits; the callback doesn't
 
@@ -208,7 +213,8 @@ def record_transport(settings):
 def last_transport(settings_name):
 	"""What ``record_transport`` kept for ``settings_name``, or None."""
 	try:
-		return frappe.cache.hget(TRANSPORT_KEY, settings_name)
+		value = frappe.cache.get(frappe.cache.make_key(TRANSPORT_KEY + settings_name))
+		return json.loads(value) if value else None
 	except Exception:
 		return None
 
