@@ -83,6 +83,7 @@ def after_request(response=None, request=None):
 	if (
 		kind is None
 		or response is None
+		or response.status_code in (413, 429)  # too big, or Frappe's own rate limit: as answered
 		or request.method != "POST"
 		or flags.get(HANDLED)
 		or flags.get(REQUEST_READY)  # Frappe read it, so the handler's own answer stands
