@@ -96,6 +96,10 @@ def redact(value, key=None):
 			return {**{k: redact(v, k) for k, v in value.items() if k != "Value"}, "Value": redacted_value}
 		return {k: redact(v, k) for k, v in value.items()}
 	if isinstance(value, list | tuple):
+		if len(value) == 2 and isinstance(value[0], str) and not isinstance(value[1], dict | list | tuple):
+			# A (key, value) pair, as a parsed result's list of parameters can hold them.
+			# Redacted as the pair's own key says, and as the list's key says.
+			return [redact(value[0], key), redact(redact(value[1], value[0]), key)]
 		return [redact(item, key) for item in value]
 	if isinstance(value, str):
 		if value.startswith(("https://", "http://")):

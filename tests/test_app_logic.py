@@ -383,3 +383,19 @@ def test_transport_facts(peer, header, value, trusted, warned, via):
 		assert facts["warning"] is None
 	else:
 		assert warned in facts["warning"]
+
+
+def test_redact_key_value_pairs():
+	parsed = {
+		"parameters": [
+			["CreditPartyName", "254708374149 - JOHN DOE"],
+			["Password", "hunter2"],
+			["Amount", 50],
+		],
+		"msisdn": ["254708374149", "254711111111"],
+	}
+	text = repr(privacy.redact(parsed))
+	for secret in ("254708374149", "254711111111", "hunter2"):
+		assert secret not in text
+	assert privacy.redact(parsed)["parameters"][2] == ["Amount", 50]
+	assert "25470****149 - JOHN DOE" in text
