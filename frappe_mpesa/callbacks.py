@@ -9,8 +9,15 @@ settings record's secret from the URL, compared in constant time, and its IP all
 parsed by the C core; applied to the record it belongs to exactly once (``records``); and
 answered with the JSON Daraja expects. Nothing here takes longer than a few queries: Daraja
 gives C2B validation about 8 s and retries nothing reliably, so a slow answer is a lost one.
+
+Frappe parses a JSON body itself before any app code runs (``make_form_dict``, ahead of the
+``before_request`` hooks), and answers a body it cannot parse (invalid, nested too deep for
+Python's parser, not an object) with its own error, exception text included where tracebacks
+are allowed. ``after_request`` sees those callbacks, which never reached their handler, and
+answers them as the handler does: refused with 400, logged, nothing of the error sent back.
 """
 
+import json
 import time
 
 import frappe
@@ -25,6 +32,15 @@ MAX_BODY = 64 * 1024
 DEFAULT_RATE_LIMIT = 1200
 RATE_WINDOW = 60
 REJECTED = '{"ResultCode":1,"ResultDesc":"Rejected"}'
+# /api/method/<alias> -> callback kind.
+KIND_BY_PATH = {f"/api/method/{alias}": kind for kind, alias in urls.CALLBACK_ALIASES.items()}
+# frappe.local.flags: Frappe finished reading the request (set by before_request)...
+REQUEST_READY = "frappe_mpesa_request_ready"
+# ... and a callback handler answered it.
+HANDLED = "frappe_mpesa_callback_handled"
+# Redis key (+ settings record): what the last verified callback's transport looked like.
+TRANSPORT_KEY = "frappe_mpesa:callback-transport:"
+TRANSPORT_TTL = 90 * 86400
 
 
 @frappe.whitelist(allow_guest=True, methods=["POST"])
@@ -56,10 +72,60 @@ def reply(status, body):
 	return Response(body, status=status, content_type="application/json")
 
 
+def before_request():
+	frappe.local.flags[REQUEST_READY] = True
+
+
+def after_request(response=None, request=None):
+	"""Answer a callback that Frappe refused before its handler ran (see the module's notes)."""
+	kind = KIND_BY_PATH.get(getattr(request, "path", None))
+	flags = frappe.local.flags
+	if (
+		kind is None
+		or response is None
+		or response.status_code in (413, 429)  # too big, or Frappe's own rate limit: as answered
+		or request.method != "POST"
+		or flags.get(HANDLED)
+		or flags.get(REQUEST_READY)  # Frappe read it, so the handler's own answer stands
+		or not getattr(frappe.local, "db", None)
+		or frappe.local.conf.get("maintenance_mode")
+	):
+		return
+	if not (getattr(frappe.local, "session", None) or {}).get("user"):
+		frappe.set_user("Guest")
+	frappe.db.rollback()
+	answer = handle(kind)
+	response.status_code = answer.status_code
+	response.set_data(answer.get_data())
+	response.headers["Content-Type"] = "application/json"
+
+
 def handle(kind):
-	request = frappe.request
+	frappe.local.flags[HANDLED] = True
+	try:
+		return _handle(kind)
+	except Exception:
+		# Nothing of an error reaches a guest; the Error Log keeps it.
+		frappe.db.rollback()
+		frappe.log_error(title=f"M-Pesa {kind} callback failed")
+		frappe.db.commit()
+		return reply(500, REJECTED)
+
+
+def read_body(request):
+	"""The body, or None if it is over MAX_BODY; a body without Content-Length (chunked) is read
+	up to the cap (Frappe has already read it by the time a handler runs)."""
 	length = request.content_length
-	if length is None or length > MAX_BODY:
+	if length is not None and length > MAX_BODY:
+		return None
+	body = request.get_data(cache=True)
+	return body if len(body) <= MAX_BODY else None
+
+
+def _handle(kind):
+	request = frappe.request
+	body = read_body(request)
+	if body is None:
 		return reply(413, REJECTED)
 	hook_id = request.args.get(urls.HOOK_PARAM)
 	settings = None
@@ -85,14 +151,17 @@ def handle(kind):
 		return reply(429, REJECTED)
 	if not settings or not verified(settings, request.args.get(urls.SECRET_PARAM), address, kind):
 		return reply(403, REJECTED)
+	record_transport(settings)
 
-	body = request.get_data(cache=True)
 	try:
 		parsed = daraja.parse_callback(body, kind)
+		refused = records.blank_correlation(kind, parsed)
 	except daraja.ValidationError as error:
+		refused = str(error)
+	if refused:
 		# From a verified sender, so worth keeping, but never applied.
 		records.log_callback(
-			settings.name, kind, body, None, records.Outcome(records.INVALID, note=str(error)), address
+			settings.name, kind, body, None, records.Outcome(records.INVALID, note=refused), address
 		)
 		frappe.db.commit()
 		return reply(400, REJECTED)
@@ -103,6 +172,8 @@ def handle(kind):
 	outcome = records.apply(settings.name, kind, parsed)
 	records.log_callback(settings.name, kind, body, parsed, outcome, address)
 	frappe.db.commit()
+	if outcome.status == records.INVALID:
+		return reply(400, REJECTED)
 	if outcome.status == records.UNMATCHED:
 		# Our own request may have committed its record between our lookup and our log entry;
 		# it checks for kept callbacks after committing, and we check again after ours, so one
@@ -119,6 +190,34 @@ def client_address(settings):
 	if not header:
 		return remote.client_address(peer)
 	return remote.client_address(peer, frappe.request.headers.get(header, ""), settings.proxy_hops or 1)
+
+
+def record_transport(settings):
+	"""Keep how this verified callback reached the app server, for the settings form's warning."""
+	header = (settings.client_ip_header or "").strip()
+	facts = remote.transport_facts(
+		frappe.request.remote_addr,
+		header or None,
+		frappe.request.headers.get(header) if header else None,
+		frappe.conf.get("mpesa_trusted_proxies"),
+	)
+	facts["at"] = time.time()
+	try:
+		# A raw Redis call: no per-process copy, so every worker reads the latest.
+		frappe.cache.set(
+			frappe.cache.make_key(TRANSPORT_KEY + settings.name), json.dumps(facts), ex=TRANSPORT_TTL
+		)
+	except Exception:
+		pass  # Redis down: the warning waits; the callback doesn't
+
+
+def last_transport(settings_name):
+	"""What ``record_transport`` kept for ``settings_name``, or None."""
+	try:
+		value = frappe.cache.get(frappe.cache.make_key(TRANSPORT_KEY + settings_name))
+		return json.loads(value) if value else None
+	except Exception:
+		return None
 
 
 def verified(settings, given_secret, address, kind):

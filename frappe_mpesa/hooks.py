@@ -18,6 +18,11 @@ override_whitelisted_methods = {
 	"daraja_timeout": "frappe_mpesa.callbacks.timeout",
 }
 
+# Frappe parses a JSON body before any app code runs and answers one it cannot parse with its own
+# error: these hooks let a refused callback still get the callback handlers' answer and log entry.
+before_request = ["frappe_mpesa.callbacks.before_request"]
+after_request = ["frappe_mpesa.callbacks.after_request"]
+
 # What no callback resolved: STK query for Pending pushes, Transaction Status for disbursements
 # left Sent or Unknown, and callbacks kept until their record existed.
 scheduler_events = {

@@ -19,7 +19,7 @@ import frappe
 from frappe.utils import flt, get_system_timezone, now_datetime
 
 from frappe_mpesa import daraja, states
-from frappe_mpesa.privacy import redact
+from frappe_mpesa.privacy import loads_shallow, redact, redact_text
 
 SETTINGS = "Mpesa Settings"
 EXPRESS = "Mpesa Express Request"
@@ -39,12 +39,35 @@ class Outcome:
 	note: str | None = None
 
 
+# match_unmatched() without an id: every kept callback (the scheduled job), never a guest's.
+EVERY = object()
+
+
 def correlation_id(kind, parsed):
 	if kind == "stk":
 		return parsed.get("CheckoutRequestID")
 	if kind in ("c2b_validation", "c2b_confirmation"):
 		return parsed.get("TransID")
 	return parsed.get("OriginatorConversationID")
+
+
+def correlation_field(kind):
+	if kind == "stk":
+		return "CheckoutRequestID"
+	if kind in ("c2b_validation", "c2b_confirmation"):
+		return "TransID"
+	return "OriginatorConversationID"
+
+
+def blank_correlation(kind, parsed):
+	"""Why a parsed callback can't be matched to anything (its id is empty), or None.
+
+	The parser only asks that the id be there; an empty one would match nothing, be kept as
+	Unmatched, and make every later look-up for "no id" scan the kept callbacks."""
+	value = correlation_id(kind, parsed)
+	if value is None or not str(value).strip():
+		return f"{correlation_field(kind)} must not be empty"
+	return None
 
 
 def local_datetime(value):
@@ -95,6 +118,9 @@ def lock_row(doctype, fieldname, value, fields):
 
 def apply(settings_name, kind, parsed):
 	"""Apply one parsed callback; an Outcome says what happened. Never raises for a conflict."""
+	refused = blank_correlation(kind, parsed)
+	if refused:
+		return Outcome(INVALID, note=refused)
 	frappe.db.savepoint("frappe_mpesa_apply")
 	try:
 		if kind == "stk":
@@ -242,6 +268,7 @@ def apply_result(settings_name, kind, parsed):
 			"mpesa_settings",
 			"conversation_id",
 			"transaction_id",
+			"amount",
 			"reference_doctype",
 			"reference_name",
 		],
@@ -278,7 +305,11 @@ def apply_b2c_result(settings_name, kind, parsed, row):
 	values = _result_values(row, parsed)
 	if new == "Completed":
 		amount = parsed.get("TransactionAmount")
-		if amount is not None and not same_amount(amount, row.amount):
+		if amount is None:
+			_unchecked(
+				found, f"no TransactionAmount in the result: not checked against the {row.amount} disbursed"
+			)
+		elif not same_amount(amount, row.amount):
 			return _mismatch(found, f"amount {amount} differs from the {row.amount} disbursed")
 		receipt = parsed.get("TransactionReceipt") or parsed.get("TransactionID")
 		if not receipt:
@@ -303,6 +334,9 @@ def apply_initiator_result(settings_name, kind, parsed, row):
 	balances = []
 	if new == "Completed":
 		if row.request_type == "Transaction Status":
+			receipt = parsed.get("ReceiptNo")
+			if receipt and row.transaction_id and receipt != row.transaction_id:
+				return _mismatch(found, f"the result is about {receipt}, not {row.transaction_id}")
 			values.update(
 				result_receipt=parsed.get("ReceiptNo"),
 				transaction_status=parsed.get("TransactionStatus"),
@@ -315,6 +349,15 @@ def apply_initiator_result(settings_name, kind, parsed, row):
 			original = parsed.get("OriginalTransactionID")
 			if original and row.transaction_id and original != row.transaction_id:
 				return _mismatch(found, f"the result reverses {original}, not {row.transaction_id}")
+			if not original:
+				_unchecked(
+					found, f"no OriginalTransactionID in the result: not checked against {row.transaction_id}"
+				)
+			amount = parsed.get("Amount")
+			if amount is None:
+				_unchecked(found, f"no Amount in the result: not checked against the {row.amount} to reverse")
+			elif row.amount and not same_amount(amount, row.amount):
+				return _mismatch(found, f"amount {amount} differs from the {row.amount} to reverse")
 			values.update(
 				result_receipt=parsed.get("TransactionID"),
 				result_amount=parsed.get("Amount"),
@@ -344,7 +387,10 @@ def apply_initiator_result(settings_name, kind, parsed, row):
 		)
 		child.db_insert()
 	if row.request_type == "Transaction Status" and row.reference_doctype == B2C and row.reference_name:
-		settle_b2c_from_status(row.reference_name, parsed)
+		settled = settle_b2c_from_status(row.reference_name, parsed)
+		if settled is not None and settled.note:
+			# Recorded here, or a disbursement left unsettled (or settled unchecked) says nothing.
+			_unchecked(outcome, f"{B2C} {row.reference_name}: {settled.status}, {settled.note}")
 	return outcome
 
 
@@ -357,8 +403,15 @@ def settle_b2c_from_status(name, parsed):
 	found = Outcome(APPLIED, B2C, name)
 	values = {"result_desc": f"Transaction Status: {parsed.get('TransactionStatus')}"}
 	if new == "Completed":
-		if parsed.get("Amount") is not None and not same_amount(parsed["Amount"], row.amount):
-			return _mismatch(found, "the status query reports another amount")
+		if parsed.get("Amount") is None:
+			_unchecked(
+				found, f"no Amount in the status result: not checked against the {row.amount} disbursed"
+			)
+		elif not same_amount(parsed["Amount"], row.amount):
+			return _mismatch(
+				found,
+				f"the status result's amount {parsed['Amount']} differs from the {row.amount} disbursed",
+			)
 		values.update(
 			transaction_receipt=parsed.get("ReceiptNo"),
 			receiver_name=parsed.get("CreditPartyName"),
@@ -369,6 +422,11 @@ def settle_b2c_from_status(name, parsed):
 
 
 # ---- shared ---------------------------------------------------------------------------
+
+
+def _unchecked(outcome, note):
+	"""Add to ``outcome``'s note (kept in the callback log) a cross-check that could not be made."""
+	outcome.note = f"{outcome.note}; {note}" if outcome.note else note
 
 
 def _mismatch(found, note):
@@ -398,9 +456,10 @@ def log_callback(settings_name, kind, body, parsed, outcome, remote_addr):
 	"""Keep one log entry per distinct payload: redacted for reading, raw only while unmatched."""
 	key = dedupe_key(settings_name, kind, body)
 	try:
-		shown = json_text(json.loads(body))
+		shown = json_text(loads_shallow(body))
 	except ValueError:
-		shown = None
+		# Refused, or not JSON: kept as redacted text, never given to a recursive parser.
+		shown = redact_text(body.decode("utf-8", "replace"))
 	doc = frappe.get_doc(
 		{
 			"doctype": LOG,
@@ -446,10 +505,15 @@ def _settle_log(name, outcome):
 	)
 
 
-def match_unmatched(correlation=None, limit=200):
-	"""Apply kept callbacks whose record now exists; returns how many were settled. Commits nothing."""
+def match_unmatched(correlation=EVERY, limit=200):
+	"""Apply kept callbacks whose record now exists; returns how many were settled. Commits nothing.
+
+	With a ``correlation`` id, only the callbacks kept for it; an empty or None id matches nothing
+	(a guest's callback must never make its request walk the whole backlog)."""
 	filters = {"status": UNMATCHED}
-	if correlation:
+	if correlation is not EVERY:
+		if correlation is None or not str(correlation).strip():
+			return 0
 		filters["correlation_id"] = correlation
 	settled = 0
 	for name in frappe.get_all(LOG, filters=filters, pluck="name", order_by="creation asc", limit=limit):

@@ -76,3 +76,62 @@ def allowlist_for(mode, text):
 	if mode == OFF:
 		return None
 	return " ".join(str(network) for network in parse_allowlist(text))
+
+
+# Where the site's own proxy may connect from when no mpesa_trusted_proxies is configured.
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+def _in_networks(address, networks):
+	try:
+		ip = ipaddress.ip_address((address or "").strip())
+	except ValueError:
+		return False
+	if ip.version == 6 and ip.ipv4_mapped:
+		ip = ip.ipv4_mapped
+	return any(ip in network for network in networks)
+
+
+def transport_facts(peer, header=None, header_value=None, trusted_proxies=None):
+	"""How a verified callback reached the app server, and what is wrong with that, if anything.
+
+	``peer`` is the socket peer (REMOTE_ADDR); ``header`` the configured trusted header (None when
+	none is) and ``header_value`` its value in the request (None if absent); ``trusted_proxies``
+	the networks the site's own proxy connects from (a list or a text of them; loopback when
+	empty). A dict: peer, header, header_present, via_proxy and warning (None when all is well).
+	"""
+	try:
+		proxies = parse_allowlist(
+			" ".join(trusted_proxies) if isinstance(trusted_proxies, list | tuple) else trusted_proxies
+		)
+	except ValueError:
+		proxies = []
+	proxies = proxies or parse_allowlist(" ".join(LOOPBACK))
+	via_proxy = _in_networks(peer, proxies)
+	present = header_value is not None and bool(header_value.strip())
+	warning = None
+	if header and not via_proxy:
+		warning = (
+			f"A callback reached the app server straight from {peer or 'an unknown address'}, not through "
+			f"the site's proxy, while its {header} header is trusted: anyone who can reach the app "
+			f"server's port chooses that header. Make the app server listen on 127.0.0.1 only, behind "
+			f"the proxy (or list the proxy's address in the site config key mpesa_trusted_proxies)."
+		)
+	elif header and not present:
+		warning = (
+			f"A callback came through {peer} without a {header} header, so its address was unknown "
+			f"(Enforce refuses it). Make the proxy set it: proxy_set_header {header} $remote_addr;"
+		)
+	elif not header and via_proxy:
+		warning = (
+			f"Callbacks come through a proxy at {peer}, but no trusted client address header is set, "
+			f"so every callback seems to come from the proxy and the IP allowlist checks nothing. "
+			f"Set the header the proxy writes (e.g. X-Forwarded-For)."
+		)
+	return {
+		"peer": peer,
+		"header": header,
+		"header_present": present,
+		"via_proxy": via_proxy,
+		"warning": warning,
+	}

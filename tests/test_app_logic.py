@@ -306,3 +306,96 @@ def test_default_allowlist_works_with_the_core():
 	# What the first X-Forwarded-For entry would have let through, the rightmost does not.
 	spoofed = "196.201.214.200, 203.0.113.9"
 	assert not daraja.verify_callback(secret, secret, remote.client_address("127.0.0.1", spoofed), allowlist)
+
+
+# ---- bodies nothing has parsed -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+	"text, limit, within",
+	[
+		("[]", 1, True),
+		("[[]]", 1, False),
+		('{"a": [1, {"b": 2}]}', 3, True),
+		('{"a": [1, {"b": 2}]}', 2, False),
+		('"[[[[[[" ', 1, True),  # brackets in strings don't count
+		('["\\"[[[["]', 1, True),  # nor after an escaped quote
+		("[" * 100_000, 32, False),
+		("", 32, True),
+	],
+)
+def test_nesting_within(text, limit, within):
+	assert privacy.nesting_within(text, limit) is within
+
+
+def test_loads_shallow_never_recurses_deep():
+	assert privacy.loads_shallow(b'{"a": [1]}') == {"a": [1]}
+	for body in (b"[" * 200_000 + b"]" * 200_000, b"{" * 50_000, b'{"a":', b"\xff\xfe"):
+		with pytest.raises(ValueError):
+			privacy.loads_shallow(body)
+
+
+def test_redact_text_of_a_body_that_did_not_parse():
+	text = (
+		'{"Password": "hunter2", "SecurityCredential":"c3VwZXI=", "MSISDN": 254708374149, '
+		'{"Key": "Passkey", "Value": "bfb279f9"}, "CallBackURL": "https://h/api/method/x?h=1&s=SeCrEt", '
+		'"Amount": 10, "initiatorPassword": "cut-off'
+	)
+	shown = privacy.redact_text(text)
+	for secret in ("hunter2", "c3VwZXI=", "bfb279f9", "SeCrEt", "cut-off", "254708374149"):
+		assert secret not in shown
+	assert '"Amount": 10' in shown and "25470****149" in shown
+	assert privacy.redact_text('{"Password": ""}') == '{"Password": ""}'
+
+
+def test_redact_text_cuts_after_redacting():
+	text = '{"x": "' + "a" * 5000 + '", "Password": "hunter2"}'
+	shown = privacy.redact_text(text, limit=100)
+	assert len(shown) < 200 and "more characters not kept" in shown
+	# A secret straddling the cut is redacted before it, so no part of it is kept.
+	text = '{"x": "' + "a" * 90 + '", "Password": "hunter2hunter2"}'
+	assert "hunter" not in privacy.redact_text(text, limit=110)
+
+
+# ---- how a callback reached the app server -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+	"peer, header, value, trusted, warned, via",
+	[
+		("127.0.0.1", "X-Forwarded-For", "196.201.214.200", None, None, True),  # nginx on the host
+		("::1", "X-Forwarded-For", "196.201.214.200", None, None, True),
+		("::ffff:127.0.0.1", "X-Forwarded-For", "196.201.214.200", None, None, True),
+		("203.0.113.9", "X-Forwarded-For", "127.0.0.1", None, "straight from 203.0.113.9", False),
+		("172.18.0.5", "X-Forwarded-For", "196.201.214.200", "172.18.0.0/16", None, True),  # docker
+		("172.18.0.5", "X-Forwarded-For", "196.201.214.200", ["172.18.0.0/16"], None, True),
+		("172.18.0.5", "X-Forwarded-For", "196.201.214.200", "not-a-network", "straight from", False),
+		("127.0.0.1", "X-Forwarded-For", None, None, "without a X-Forwarded-For header", True),
+		("127.0.0.1", "X-Real-IP", "  ", None, "without a X-Real-IP header", True),
+		("127.0.0.1", None, None, None, "no trusted client address header", True),
+		("196.201.214.200", None, None, None, None, False),  # nothing in front, no header: fine
+	],
+)
+def test_transport_facts(peer, header, value, trusted, warned, via):
+	facts = remote.transport_facts(peer, header, value, trusted)
+	assert facts["via_proxy"] is via
+	if warned is None:
+		assert facts["warning"] is None
+	else:
+		assert warned in facts["warning"]
+
+
+def test_redact_key_value_pairs():
+	parsed = {
+		"parameters": [
+			["CreditPartyName", "254708374149 - JOHN DOE"],
+			["Password", "hunter2"],
+			["Amount", 50],
+		],
+		"msisdn": ["254708374149", "254711111111"],
+	}
+	text = repr(privacy.redact(parsed))
+	for secret in ("254708374149", "254711111111", "hunter2"):
+		assert secret not in text
+	assert privacy.redact(parsed)["parameters"][2] == ["Amount", 50]
+	assert "25470****149 - JOHN DOE" in text

@@ -88,7 +88,7 @@ class Handler(BaseHTTPRequestHandler):
 		body = self.rfile.read(length) if length > 0 else b""
 		try:
 			parsed = json.loads(body) if body else None
-		except ValueError:
+		except (ValueError, RecursionError):  # a hostile body (e.g. nested 30,000 deep) is just not JSON
 			parsed = None
 		url = urlsplit(self.path)
 		return RecordedRequest(

@@ -4,6 +4,10 @@
 frappe.ui.form.on("Mpesa Settings", {
 	refresh(frm) {
 		if (frm.is_new()) return;
+		const transport = (frm.doc.__onload || {}).callback_transport;
+		if (transport && transport.warning) {
+			frm.dashboard.set_headline_alert(frappe.utils.escape_html(transport.warning), "orange");
+		}
 		const call = (method, args, message) =>
 			frappe.call({
 				method: `frappe_mpesa.api.${method}`,

@@ -6,7 +6,7 @@ from frappe import _
 from frappe.model.document import Document
 from frappe.utils import cint
 
-from frappe_mpesa import payment_requests, remote, settings_store, urls
+from frappe_mpesa import callbacks, payment_requests, remote, settings_store, urls
 
 CREDENTIAL_FIELDS = ("consumer_key", "consumer_secret", "environment")
 
@@ -25,6 +25,10 @@ def changed_password(value):
 
 
 class MpesaSettings(Document):
+	def onload(self):
+		# How the last verified callback reached the app server; the form warns about a bad setup.
+		self.set_onload("callback_transport", callbacks.last_transport(self.name))
+
 	def before_validate(self):
 		if not self.callback_base_url:
 			self.callback_base_url = default_base_url()
