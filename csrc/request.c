@@ -21,7 +21,7 @@ const RqField *
 rq_field(const RqApi *api, const char *kw)
 {
     for (const RqField *f = api->fields; f->kind != RQ_END; f++) {
-        if (f->kw != NULL && f->kw[0] == kw[0] && strcmp(f->kw, kw) == 0) {
+        if (f->kw == kw || (f->kw != NULL && f->kw[0] == kw[0] && strcmp(f->kw, kw) == 0)) {
             return f;
         }
     }
