@@ -274,19 +274,31 @@ def transaction_status(settings, transaction_id=None, original_conversation_id=N
 @frappe.whitelist(methods=["POST"])
 @shows_daraja_errors
 def reverse_transaction(settings, transaction_id, amount, remarks=None):
-	"""Reverse a received payment. Moves money: Accounts Manager or System Manager only."""
+	"""Ask for a received payment to be reversed; returns the Mpesa Initiator Request, Awaiting
+	Approval. Moves money: nothing is sent until another Accounts Manager approves it."""
 	require_roles(MANAGER_ROLES)
 	doc = get_settings(settings)
 	amount = whole_amount(amount, doc)
 	if not (transaction_id or "").strip():
 		frappe.throw(_("Give the transaction (receipt) ID to reverse"))
-	return initiator.start_request(
-		settings,
-		"Reversal",
-		transaction_id=transaction_id.strip(),
-		amount=amount,
-		remarks=remarks or "Reversal",
-	)
+	return initiator.request_reversal(settings, transaction_id.strip(), amount, remarks or "Reversal")
+
+
+@frappe.whitelist(methods=["POST"])
+@shows_daraja_errors
+def approve_reversal(request):
+	"""Approve a reversal someone else asked for, and send it (once)."""
+	require_roles(MANAGER_ROLES)
+	frappe.has_permission(records.INITIATOR, "read", request, throw=True)
+	return initiator.approve_reversal(request)
+
+
+@frappe.whitelist(methods=["POST"])
+def reject_reversal(request):
+	"""Close a reversal that awaits approval without sending it."""
+	require_roles(MANAGER_ROLES)
+	frappe.has_permission(records.INITIATOR, "read", request, throw=True)
+	return initiator.reject_reversal(request)
 
 
 @frappe.whitelist(methods=["POST"])

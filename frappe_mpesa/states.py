@@ -19,13 +19,16 @@ STK_FINAL = frozenset({"Success", "Failed", "Cancelled", "Timeout"})
 # from Queued on, so a result may arrive before the synchronous answer was recorded (Queued ->
 # Completed). A queue timeout says nothing certain about the money: Unknown, resolved later by
 # a Transaction Status query.
+# A reversal waits for a second Accounts Manager (Awaiting Approval -> Queued, or Rejected and
+# never sent). A user never moves any of these: only the app's own code, along these edges.
 INITIATOR = {
 	"Draft": {"Queued"},
+	"Awaiting Approval": {"Queued", "Rejected"},
 	"Queued": {"Sent", "Completed", "Failed", "Unknown"},
 	"Sent": {"Completed", "Failed", "Unknown"},
 	"Unknown": {"Completed", "Failed"},
 }
-INITIATOR_FINAL = frozenset({"Completed", "Failed"})
+INITIATOR_FINAL = frozenset({"Completed", "Failed", "Rejected"})
 
 # STK result codes that are not plain failures (Daraja's list; everything else non-zero fails).
 STK_CANCELLED = {"1032"}

@@ -210,8 +210,11 @@ def test_b2c_maker_and_checker_roles():
 	assert fields["originator_conversation_id"].get("unique") == 1
 	assert fields["transaction_receipt"].get("unique") == 1
 	assert fields["amended_from"]["options"] == doc["name"]
-	for name in ("status", "originator_conversation_id", "transaction_receipt", "result_code"):
-		assert fields[name].get("allow_on_submit") and fields[name].get("read_only"), name
+	# Nothing is editable after submission: the app writes its states and Daraja's answers with
+	# db_set, and a user who could edit them could send a payment twice.
+	assert not [name for name, field in fields.items() if field.get("allow_on_submit")]
+	for name in ("status", "originator_conversation_id", "transaction_receipt", "result_code", "payee_set_by"):
+		assert fields[name].get("read_only") and fields[name].get("no_copy"), name
 
 
 def test_unique_correlation_ids():

@@ -5,22 +5,28 @@
 OriginatorConversationID committed before the request, result callback -> Completed with receipt;
 a lost result is resolved by a Transaction Status query."""
 
+import json
+import uuid
+from urllib.parse import quote
+
 import frappe
 
 from frappe_mpesa import initiator
 from frappe_mpesa.sandbox import DEFAULT_INITIATOR_PASSWORD
 from frappe_mpesa.testing import (
-	ServedSandboxTestCase,
 	CHECKER,
 	MAKER,
 	OTHER_CHECKER,
 	RestClient,
+	ServedSandboxTestCase,
 	wait_for,
 )
 
 SETTINGS = "Test B2C"
 PAYEE = "254708374149"
 DOCTYPE = "B2C Payment Disbursement"
+B2C_PATH = "/mpesa/b2c/v3/paymentrequest"
+RESOURCE = "/api/resource/B2C%20Payment%20Disbursement/"
 
 
 class TestB2CPaymentDisbursement(ServedSandboxTestCase):
@@ -79,12 +85,19 @@ class TestB2CPaymentDisbursement(ServedSandboxTestCase):
 		self.assertEqual((row.status, row.docstatus, row.approved_by), ("Queued", 1, CHECKER))
 		ocid = row.originator_conversation_id
 		self.assertTrue(ocid, "the id is committed with the submission, before any request")
-		self.assertEqual(self.sandbox.count("/mpesa/b2c/v3/paymentrequest"), 0)
 
+		def ours():
+			return [
+				r
+				for r in self.sandbox.requests
+				if r.path == B2C_PATH and r.json.get("OriginatorConversationID") == ocid
+			]
+
+		self.assertEqual(ours(), [])
 		self.assertEqual(initiator.send_disbursement(doc.name), "Sent")  # what the queued job runs
 		self.assertIsNone(initiator.send_disbursement(doc.name), "never sent twice")
-		self.assertEqual(self.sandbox.count("/mpesa/b2c/v3/paymentrequest"), 1)
-		sent = [r for r in self.sandbox.requests if r.path == "/mpesa/b2c/v3/paymentrequest"][0]
+		self.assertEqual(len(ours()), 1)
+		sent = ours()[0]
 		self.assertEqual(sent.json["OriginatorConversationID"], ocid)
 		self.assertNotIn("mpesa", sent.json["ResultURL"].lower())
 
@@ -197,3 +210,173 @@ class TestB2CPaymentDisbursement(ServedSandboxTestCase):
 			for secret in secrets:
 				self.assertNotIn(secret, text)
 			self.assertNotIn(DEFAULT_INITIATOR_PASSWORD, text)
+
+	# ---- the state machine is the app's alone -------------------------------------------------
+
+	def completed(self, amount):
+		doc = self.draft(amount=amount)
+		self.submit_as(CHECKER, doc.name)
+		self.assertEqual(initiator.send_disbursement(doc.name), "Sent")
+		self.assertTrue(wait_for(lambda: self.row(doc.name).status == "Completed", timeout=20))
+		return doc.name
+
+	def stored(self, name):
+		frappe.db.rollback()
+		return frappe.db.get_value(
+			DOCTYPE,
+			name,
+			["status", "docstatus", "originator_conversation_id", "request_sent_on", "transaction_receipt"],
+			as_dict=True,
+		)
+
+	def test_accounts_manager_cannot_send_a_completed_disbursement_again(self):
+		"""Completed -> Queued with no request_sent_on and a fresh OriginatorConversationID, tried
+		through REST, Desk's form save and frappe.client; then Completed -> Failed and a cancel."""
+		sent = self.sandbox.count(B2C_PATH)
+		name = self.completed(amount=171)
+		before = self.stored(name)
+		self.assertEqual(self.sandbox.count(B2C_PATH), sent + 1)
+		manager = RestClient(self.site.url, CHECKER)
+		rewind = {
+			"status": "Queued",
+			"request_sent_on": None,
+			"originator_conversation_id": str(uuid.uuid4()),
+		}
+
+		def browser_copy(**changes):
+			status, text = manager.request("GET", RESOURCE + quote(name))
+			self.assertEqual(status, 200, text[:300])
+			return {**json.loads(text)["data"], **changes}
+
+		attempts = {
+			"REST PUT": ("PUT", RESOURCE + quote(name), rewind),
+			"savedocs Update": (
+				"POST",
+				"/api/method/frappe.desk.form.save.savedocs",
+				{"doc": json.dumps(browser_copy(**rewind)), "action": "Update"},
+			),
+			"frappe.client.save": (
+				"POST",
+				"/api/method/frappe.client.save",
+				{"doc": json.dumps(browser_copy(**rewind))},
+			),
+			"frappe.client.set_value": (
+				"POST",
+				"/api/method/frappe.client.set_value",
+				{"doctype": DOCTYPE, "name": name, "fieldname": json.dumps(rewind)},
+			),
+			"set_value Failed": (
+				"POST",
+				"/api/method/frappe.client.set_value",
+				{"doctype": DOCTYPE, "name": name, "fieldname": "status", "value": "Failed"},
+			),
+			"savedocs Cancel as Failed": (
+				"POST",
+				"/api/method/frappe.desk.form.save.savedocs",
+				{"doc": json.dumps(browser_copy(status="Failed")), "action": "Cancel"},
+			),
+		}
+		for label, (method, path, body) in attempts.items():
+			status, text = manager.request(method, path, body)
+			self.assertNotEqual(status, 200, (label, text[:300]))
+			self.assertEqual(self.stored(name), before, label)
+		# The jobs find nothing to send: however old, a disbursement that was sent is only queried.
+		frappe.db.set_value(
+			DOCTYPE, name, "modified", frappe.utils.add_to_date(None, minutes=-30), update_modified=False
+		)
+		frappe.db.commit()
+		self.assertIsNone(initiator.send_disbursement(name))
+		initiator.resolve_disbursements()
+		self.assertEqual(self.sandbox.count(B2C_PATH), sent + 1, "no second B2C request reached Daraja")
+		self.assertEqual(self.stored(name), before)
+
+	def test_job_never_resends_what_daraja_answered(self):
+		"""Even with the status forced back at the database and request_sent_on gone, Daraja's answer
+		(ConversationID, receipt) on the row is enough for the job to refuse."""
+		sent = self.sandbox.count(B2C_PATH)
+		name = self.completed(amount=173)
+		frappe.db.set_value(DOCTYPE, name, {"status": "Queued", "request_sent_on": None})
+		frappe.db.commit()
+		self.assertIsNone(initiator.send_disbursement(name))
+		self.assertEqual(self.sandbox.count(B2C_PATH), sent + 1)
+
+	def test_draft_cannot_carry_app_fields(self):
+		manager = RestClient(self.site.url, CHECKER)
+		doc = self.draft(amount=174)
+		frappe.set_user("Administrator")
+		for values in (
+			{"status": "Completed"},
+			{"transaction_receipt": "NLJ7RT61SV"},
+			{"payee_set_by": OTHER_CHECKER},
+		):
+			status, text = manager.request("PUT", RESOURCE + quote(doc.name), values)
+			self.assertNotEqual(status, 200, (values, text[:300]))
+		status, text = manager.request(
+			"POST",
+			"/api/resource/B2C%20Payment%20Disbursement",
+			{
+				"mpesa_settings": SETTINGS,
+				"phone": PAYEE,
+				"amount": 175,
+				"remarks": "Refund for order 8",
+				"status": "Queued",
+				"request_sent_on": "2026-01-01 00:00:00",
+			},
+		)
+		self.assertNotEqual(status, 200, text[:300])
+
+	# ---- maker is not checker -------------------------------------------------------------------
+
+	def test_manager_who_rewrote_payee_cannot_submit(self):
+		doc = self.draft(amount=176)
+		manager = RestClient(self.site.url, CHECKER)
+		# Naming the maker as the one who set the payee does not help: the controller decides.
+		rewrite = {"phone": "254700000099", "amount": 999, "payee_set_by": MAKER}
+		status, text = manager.request("PUT", RESOURCE + quote(doc.name), rewrite)
+		self.assertEqual(status, 200, text[:300])
+		frappe.db.rollback()
+		self.assertEqual(frappe.db.get_value(DOCTYPE, doc.name, "payee_set_by"), CHECKER)
+		with self.assertRaises(frappe.PermissionError):
+			self.submit_as(CHECKER, doc.name)
+		frappe.db.rollback()
+		frappe.set_user("Administrator")
+		# Nor through REST, nor through Desk's form.
+		status, text = manager.request("PUT", RESOURCE + quote(doc.name), {"docstatus": 1})
+		self.assertNotEqual(status, 200, text[:300])
+		status, text = manager.request("GET", RESOURCE + quote(doc.name))
+		status, text = manager.request(
+			"POST",
+			"/api/method/frappe.desk.form.save.savedocs",
+			{"doc": json.dumps(json.loads(text)["data"]), "action": "Submit"},
+		)
+		self.assertNotEqual(status, 200, text[:300])
+		self.assertEqual(self.row(doc.name).docstatus, 0)
+		# A change to the remarks only does not make a maker of the manager who rewrote nothing.
+		other = self.draft(amount=177)
+		status, _text = manager.request(
+			"PUT", RESOURCE + quote(other.name), {"remarks": "Refund for order 9"}
+		)
+		self.assertEqual(status, 200)
+		self.submit_as(CHECKER, other.name)
+		self.assertEqual(self.row(other.name).status, "Queued")
+		# Another Accounts Manager approves the rewritten one.
+		self.submit_as(OTHER_CHECKER, doc.name)
+		self.assertEqual(self.row(doc.name).approved_by, OTHER_CHECKER)
+
+	def test_change_after_approval_voids_it(self):
+		doc = self.draft(amount=178)
+		self.submit_as(CHECKER, doc.name)
+		manager = RestClient(self.site.url, OTHER_CHECKER)
+		status, text = manager.request(
+			"PUT", RESOURCE + quote(doc.name), {"phone": "254700000099", "amount": 999}
+		)
+		self.assertNotEqual(status, 200, text[:300])
+		# A change that got past every form (here: straight into the database) voids the approval:
+		# the job sends nothing.
+		frappe.db.set_value(DOCTYPE, doc.name, {"phone": "254700000099", "amount": 999})
+		frappe.db.commit()
+		sent = self.sandbox.count(B2C_PATH)
+		self.assertEqual(initiator.send_disbursement(doc.name), "Failed")
+		self.assertEqual(self.sandbox.count(B2C_PATH), sent, "nothing was sent")
+		self.assertIn("approval", frappe.db.get_value(DOCTYPE, doc.name, "error"))
+		self.assertIsNone(frappe.db.get_value(DOCTYPE, doc.name, "request_sent_on"))

@@ -3,7 +3,11 @@
 
 from frappe.model.document import Document
 
+from frappe_mpesa import guards
+
 
 class MpesaExpressRequest(Document):
-	# Written only by the app (callbacks, queries, jobs), never edited from Desk.
-	pass
+	# Written only by the app (callbacks, queries, jobs) through the database, never saved by a
+	# user: not from Desk, REST or frappe.client, whatever the permissions say.
+	def validate(self):
+		guards.refuse_user_save(self)

@@ -13,6 +13,7 @@ import frappe
 
 from frappe_mpesa import api, records, tasks, urls
 from frappe_mpesa.testing import (
+	RestClient,
 	ServedSandboxTestCase,
 	post,
 	wait_for,
@@ -261,3 +262,26 @@ class TestMpesaExpressRequest(ServedSandboxTestCase):
 
 	def test_records_module_agrees_on_correlation(self):
 		self.assertEqual(records.correlation_id("stk", {"CheckoutRequestID": "x"}), "x")
+
+	def test_no_user_saves_an_express_request_not_even_administrator(self):
+		from urllib.parse import quote
+
+		answer = self.push(amount=37)
+		self.assertTrue(wait_for(lambda: self.status(answer["name"]).status == "Success", timeout=20))
+		doctype = "Mpesa Express Request"
+		fields = ["status", "receipt_number", "amount", "phone", "modified"]
+		before = frappe.db.get_value(doctype, answer["name"], fields, as_dict=True)
+		admin = RestClient(self.site.url, "Administrator", frappe.conf.admin_password or "admin")
+		rewind = {"status": "Pending", "receipt_number": None, "amount": 3700}
+		for method, path, body in (
+			("PUT", "/api/resource/Mpesa%20Express%20Request/" + quote(answer["name"]), rewind),
+			(
+				"POST",
+				"/api/method/frappe.client.set_value",
+				{"doctype": doctype, "name": answer["name"], "fieldname": json.dumps(rewind)},
+			),
+		):
+			status, text = admin.request(method, path, body)
+			self.assertNotEqual(status, 200, (path, text[:300]))
+			frappe.db.rollback()
+			self.assertEqual(frappe.db.get_value(doctype, answer["name"], fields, as_dict=True), before)

@@ -4,16 +4,23 @@
 """Balance, transaction status and reversal: each recorded on a document, its result applied
 when the callback arrives through the site."""
 
+import json
+from urllib.parse import quote
+
 import frappe
 
 from frappe_mpesa import api, initiator
 from frappe_mpesa.testing import (
+	CHECKER,
+	OTHER_CHECKER,
+	RestClient,
 	ServedSandboxTestCase,
 	wait_for,
 )
 
 SETTINGS = "Test Initiator"
 DOCTYPE = "Mpesa Initiator Request"
+REVERSAL_PATH = "/mpesa/reversal/v1/request"
 
 
 class TestMpesaInitiatorRequest(ServedSandboxTestCase):
@@ -55,9 +62,110 @@ class TestMpesaInitiatorRequest(ServedSandboxTestCase):
 		self.assertTrue(status.result_receipt)
 		self.assertNotIn("254708374149", status.result_details or "")
 
-		reversal = api.reverse_transaction(SETTINGS, status.result_receipt, 50, "Wrong payee")
+		reversal = self.as_user(
+			CHECKER, api.reverse_transaction, SETTINGS, status.result_receipt, 50, "Wrong payee"
+		)
+		self.as_user(OTHER_CHECKER, api.approve_reversal, reversal)
 		self.assertTrue(self.done(reversal), self.sandbox.callbacks)
 		self.assertEqual(frappe.db.get_value(DOCTYPE, reversal, "status"), "Completed")
+
+	def as_user(self, user, fn, *args):
+		frappe.set_user(user)
+		try:
+			return fn(*args)
+		except Exception:
+			frappe.db.rollback()  # a refusal may leave the row locked
+			raise
+		finally:
+			frappe.set_user("Administrator")
+
+	def paid_receipt(self, amount):
+		"""A receipt to reverse: a B2C made directly through the initiator helper, then asked about."""
+		settings = frappe.get_doc("Mpesa Settings", SETTINGS)
+		answer = initiator.settings_store.call(
+			settings,
+			"b2c_payment",
+			command_id="BusinessPayment",
+			amount=amount,
+			party_a=settings.business_shortcode,
+			phone="254708374149",
+			remarks="Test payout",
+			**initiator.initiator_arguments(settings),
+		)
+		name = api.transaction_status(SETTINGS, original_conversation_id=answer["OriginatorConversationID"])
+		self.assertTrue(self.done(name), self.sandbox.callbacks)
+		return frappe.db.get_value(DOCTYPE, name, "result_receipt")
+
+	def test_reversal_is_sent_only_after_another_manager_approves(self):
+		receipt = self.paid_receipt(61)
+		sent = self.sandbox.count(REVERSAL_PATH)
+		reversal = self.as_user(CHECKER, api.reverse_transaction, SETTINGS, receipt, 61, "Wrong payee")
+		row = frappe.db.get_value(
+			DOCTYPE, reversal, ["status", "requested_by", "request_sent_on"], as_dict=True
+		)
+		self.assertEqual(
+			(row.status, row.requested_by, row.request_sent_on), ("Awaiting Approval", CHECKER, None)
+		)
+		self.assertEqual(self.sandbox.count(REVERSAL_PATH), sent, "nothing is sent before approval")
+		with self.assertRaises(frappe.PermissionError):
+			self.as_user(CHECKER, api.approve_reversal, reversal)
+		self.assertEqual(frappe.db.get_value(DOCTYPE, reversal, "status"), "Awaiting Approval")
+		self.assertEqual(self.sandbox.count(REVERSAL_PATH), sent)
+		# The requester cannot approve through the site either.
+		status, text = RestClient(self.site.url, CHECKER).request(
+			"POST", "/api/method/frappe_mpesa.api.approve_reversal", {"request": reversal}
+		)
+		self.assertEqual(status, 403, text[:300])
+		self.as_user(OTHER_CHECKER, api.approve_reversal, reversal)
+		self.assertTrue(self.done(reversal), self.sandbox.callbacks)
+		row = frappe.db.get_value(DOCTYPE, reversal, ["status", "approved_by"], as_dict=True)
+		self.assertEqual((row.status, row.approved_by), ("Completed", OTHER_CHECKER))
+		# Approved once, sent once.
+		with self.assertRaises(frappe.ValidationError):
+			self.as_user(OTHER_CHECKER, api.approve_reversal, reversal)
+		self.assertEqual(self.sandbox.count(REVERSAL_PATH), sent + 1)
+
+	def test_rejected_reversal_is_never_sent(self):
+		sent = self.sandbox.count(REVERSAL_PATH)
+		reversal = self.as_user(CHECKER, api.reverse_transaction, SETTINGS, "NLJ41HAY6Q", 62, "Typo")
+		self.as_user(OTHER_CHECKER, api.reject_reversal, reversal)
+		self.assertEqual(frappe.db.get_value(DOCTYPE, reversal, "status"), "Rejected")
+		with self.assertRaises(frappe.ValidationError):
+			self.as_user(OTHER_CHECKER, api.approve_reversal, reversal)
+		self.assertEqual(self.sandbox.count(REVERSAL_PATH), sent)
+
+	def test_no_user_saves_a_request_not_even_administrator(self):
+		name = api.check_balance(SETTINGS)
+		self.assertTrue(self.done(name), self.sandbox.callbacks)
+		reversal = self.as_user(CHECKER, api.reverse_transaction, SETTINGS, "NLJ41HAY6Q", 63, "Typo")
+		admin = RestClient(self.site.url, "Administrator", frappe.conf.admin_password or "admin")
+		resource = "/api/resource/Mpesa%20Initiator%20Request/"
+		for target, values in (
+			(name, {"status": "Queued"}),
+			(reversal, {"status": "Queued", "requested_by": OTHER_CHECKER}),
+		):
+			before = frappe.db.get_value(
+				DOCTYPE, target, ["status", "requested_by", "modified"], as_dict=True
+			)
+			status, text = admin.request("PUT", resource + quote(target), values)
+			self.assertNotEqual(status, 200, text[:300])
+			status, text = admin.request(
+				"POST",
+				"/api/method/frappe.client.set_value",
+				{"doctype": DOCTYPE, "name": target, "fieldname": json.dumps(values)},
+			)
+			self.assertNotEqual(status, 200, text[:300])
+			frappe.db.rollback()
+			self.assertEqual(
+				frappe.db.get_value(DOCTYPE, target, ["status", "requested_by", "modified"], as_dict=True),
+				before,
+			)
+		status, text = admin.request(
+			"POST",
+			"/api/resource/Mpesa%20Initiator%20Request",
+			{"request_type": "Reversal", "mpesa_settings": SETTINGS, "status": "Queued", "amount": 64},
+		)
+		self.assertNotEqual(status, 200, text[:300])
 
 	def test_accounts_user_cannot_reverse_or_ask_for_balance(self):
 		frappe.set_user("mpesa-maker@example.com")
