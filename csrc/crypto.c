@@ -4,7 +4,9 @@
  *
  * Certificate validity dates and chains are deliberately not checked: Safaricom's
  * published encryption certificates expired years ago and are still the ones in use.
- * Only the public key matters.
+ * Only the public key matters, and only an RSA key of at least 2048 bits with an odd
+ * public exponent of at least 65537 is accepted: with e=1 the "credential" would be the
+ * padded initiator password in clear, and small or even exponents are broken or unusable.
  *
  * The parsed-key cache and the CA store cache live in the module state and are used
  * with the GIL held, which serialises them; no call here releases the GIL.
@@ -16,13 +18,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <openssl/asn1.h>
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
 #define MAX_CERTIFICATE_BYTES (64 * 1024)
+#define MIN_RSA_BITS 2048
+#define MIN_RSA_EXPONENT 65537
 
 /* ---- secrets ----------------------------------------------------------- */
 
@@ -221,6 +227,95 @@ parse_certificate(DarajaState *st, const unsigned char *data, size_t len)
     return cert;
 }
 
+/* The RSA public exponent as the certificate writes it (new BIGNUM, sign kept); NULL with
+ * ValidationError if the key is not SEQUENCE { INTEGER n >= 0, INTEGER e }. OpenSSL's RSA
+ * decoder reads both INTEGERs as unsigned, so a negative exponent would otherwise pass as
+ * a large positive one. */
+static BIGNUM *
+written_exponent(DarajaState *st, X509 *cert)
+{
+    const ASN1_BIT_STRING *bits = X509_get0_pubkey_bitstr(cert);
+    const unsigned char *p = bits != NULL ? ASN1_STRING_get0_data(bits) : NULL;
+    STACK_OF(ASN1_TYPE) *seq = p != NULL ? d2i_ASN1_SEQUENCE_ANY(NULL, &p, ASN1_STRING_length(bits)) : NULL;
+    BIGNUM *n = NULL, *e = NULL;
+
+    if (seq != NULL && sk_ASN1_TYPE_num(seq) == 2 && ASN1_TYPE_get(sk_ASN1_TYPE_value(seq, 0)) == V_ASN1_INTEGER &&
+        ASN1_TYPE_get(sk_ASN1_TYPE_value(seq, 1)) == V_ASN1_INTEGER) {
+        n = ASN1_INTEGER_to_BN(sk_ASN1_TYPE_value(seq, 0)->value.integer, NULL);
+        e = ASN1_INTEGER_to_BN(sk_ASN1_TYPE_value(seq, 1)->value.integer, NULL);
+    }
+    sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
+    if (n == NULL || e == NULL || BN_is_negative(n)) {
+        BN_free(e);
+        e = NULL;
+        er_validation_error(st, "certificate", "holds a malformed RSA public key");
+    }
+    BN_free(n);
+    ERR_clear_error();
+    return e;
+}
+
+/* Refuse (ValidationError on "certificate", -1) a key that cannot make a safe Security
+ * Credential: not RSA, under MIN_RSA_BITS, or an exponent that is not odd and at least
+ * MIN_RSA_EXPONENT (e=1 leaves the password in clear; 0, negative and even are not RSA;
+ * 3 and other small ones fall to low-exponent attacks). */
+static int
+check_credential_key(DarajaState *st, X509 *cert, EVP_PKEY *key)
+{
+    int id = EVP_PKEY_base_id(key);
+    if (id != EVP_PKEY_RSA) {
+        const char *type = id == EVP_PKEY_EC ? "EC" : id == EVP_PKEY_RSA_PSS ? "RSA-PSS" : "another type";
+        return er_validation_error(st, "certificate", "must hold an RSA key, not %s", type);
+    }
+    int bits = EVP_PKEY_bits(key);
+    if (bits < MIN_RSA_BITS) {
+        return er_validation_error(st, "certificate", "holds a %d-bit RSA key; at least %d bits are needed",
+                                   bits, MIN_RSA_BITS);
+    }
+    BIGNUM *e = written_exponent(st, cert);
+    if (e == NULL) {
+        return -1;
+    }
+    int ok = !BN_is_negative(e) && BN_is_odd(e) && BN_num_bits(e) > 16; /* odd and >= 2^16 */
+    if (ok) {
+        BN_free(e);
+        return 0;
+    }
+    char *text = BN_num_bits(e) <= 64 ? BN_bn2dec(e) : NULL;
+    if (text != NULL) {
+        er_validation_error(st, "certificate",
+                            "holds an RSA key with public exponent %s; an odd exponent of at least %d "
+                            "is needed", text, MIN_RSA_EXPONENT);
+    }
+    else {
+        er_validation_error(st, "certificate",
+                            "holds an RSA key with a %d-bit %s public exponent; an odd exponent of at "
+                            "least %d is needed", BN_num_bits(e), BN_is_negative(e) ? "negative" : "even",
+                            MIN_RSA_EXPONENT);
+    }
+    OPENSSL_free(text);
+    BN_free(e);
+    ERR_clear_error();
+    return -1;
+}
+
+/* The public key of cert if it may make a Security Credential (new reference);
+ * NULL with ValidationError on "certificate" otherwise. */
+static EVP_PKEY *
+credential_key(DarajaState *st, X509 *cert)
+{
+    EVP_PKEY *key = X509_get_pubkey(cert);
+    if (key == NULL) {
+        openssl_validation_error(st, "certificate", "has no usable public key");
+        return NULL;
+    }
+    if (check_credential_key(st, cert, key) < 0) {
+        EVP_PKEY_free(key);
+        return NULL;
+    }
+    return key;
+}
+
 /* The RSA public key of a certificate, from the cache or parsed and cached.
  * Returns a borrowed key; NULL with an exception on error. */
 static EVP_PKEY *
@@ -239,15 +334,9 @@ cached_rsa_key(DarajaState *st, const unsigned char *data, size_t len)
     if (cert == NULL) {
         return NULL;
     }
-    EVP_PKEY *key = X509_get_pubkey(cert);
+    EVP_PKEY *key = credential_key(st, cert);
     X509_free(cert);
     if (key == NULL) {
-        openssl_validation_error(st, "certificate", "has no usable public key");
-        return NULL;
-    }
-    if (EVP_PKEY_base_id(key) != EVP_PKEY_RSA || EVP_PKEY_bits(key) < 1024) {
-        EVP_PKEY_free(key);
-        er_validation_error(st, "certificate", "must hold an RSA key of at least 1024 bits");
         return NULL;
     }
     KeySlot *slot = &st->keys[st->next_key_slot++ % DR_KEY_CACHE_SLOTS];
@@ -399,14 +488,11 @@ cr_py_certificate_info(PyObject *module, PyObject *arg)
     if ((cert = parse_certificate(st, view.buf, (size_t)view.len)) == NULL) {
         goto done;
     }
-    if ((key = X509_get_pubkey(cert)) == NULL) {
-        openssl_validation_error(st, "certificate", "has no usable public key");
+    if ((key = credential_key(st, cert)) == NULL) {
         goto done;
     }
-    int key_id = EVP_PKEY_base_id(key);
-    const char *key_type = key_id == EVP_PKEY_RSA ? "RSA" : key_id == EVP_PKEY_EC ? "EC" : "other";
     info = Py_BuildValue("{s:N,s:N,s:s,s:i,s:N,s:N,s:N}", "subject", name_string(X509_get_subject_name(cert)),
-                         "issuer", name_string(X509_get_issuer_name(cert)), "key_type", key_type, "key_bits",
+                         "issuer", name_string(X509_get_issuer_name(cert)), "key_type", "RSA", "key_bits",
                          EVP_PKEY_bits(key), "fingerprint_sha256", fingerprint_string(st, cert),
                          "not_before", time_string(X509_get0_notBefore(cert)), "not_after",
                          time_string(X509_get0_notAfter(cert)));
