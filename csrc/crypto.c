@@ -8,12 +8,18 @@
  * public exponent of at least 65537 is accepted: with e=1 the "credential" would be the
  * padded initiator password in clear, and small or even exponents are broken or unusable.
  *
+ * libcurl is given an allocator that wipes every block it frees (see cr_curl_global_init):
+ * libcurl copies the Authorization header and request bodies (STK Password, Security
+ * Credential) into buffers of its own, which we cannot reach to wipe.
+ *
  * The parsed-key cache and the CA store cache live in the module state and are used
  * with the GIL held, which serialises them; no call here releases the GIL.
  */
 #include "daraja.h"
 
 #include <limits.h>
+#include <malloc.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -75,6 +81,86 @@ cr_equal(const void *a, size_t alen, const void *b, size_t blen)
         return 0;
     }
     return alen == 0 || CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+/* ---- libcurl's allocator: every freed block wiped ----------------------- */
+
+/* The block whose free proves that libcurl calls wipe_free; NULL outside the probe. */
+static _Atomic(void *) probe_block;
+static atomic_int probe_seen;
+
+/* free() that first wipes the whole usable block. No GIL. */
+static void
+wipe_free(void *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    if (atomic_load_explicit(&probe_block, memory_order_relaxed) == p) {
+        atomic_store(&probe_seen, 1);
+    }
+    OPENSSL_cleanse(p, malloc_usable_size(p));
+    free(p);
+}
+
+/* realloc() that never leaves the old contents behind in freed memory: a block that
+ * already holds n bytes is kept, a bigger one is a new block and the old one wiped. */
+static void *
+wipe_realloc(void *p, size_t n)
+{
+    if (p == NULL) {
+        return malloc(n);
+    }
+    if (n == 0) {
+        wipe_free(p);
+        return NULL;
+    }
+    size_t old = malloc_usable_size(p);
+    if (n <= old) {
+        return p;
+    }
+    void *q = malloc(n);
+    if (q == NULL) {
+        return NULL; /* p stays valid, as with realloc */
+    }
+    memcpy(q, p, old);
+    wipe_free(p);
+    return q;
+}
+
+/* strdup() through malloc, so that wipe_free may free the copy. */
+static char *
+wipe_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *copy = malloc(n);
+    if (copy != NULL) {
+        memcpy(copy, s, n);
+    }
+    return copy;
+}
+
+int
+cr_curl_global_init(void)
+{
+    if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, wipe_free, wipe_realloc, wipe_strdup,
+                             calloc) != CURLE_OK) {
+        PyErr_SetString(PyExc_ImportError, "libcurl could not be initialised");
+        return -1;
+    }
+    /* When libcurl was initialised before us (by another extension in this process), the
+     * call above only counts one more user and keeps the first allocator: find out by
+     * freeing a block libcurl allocated and seeing whether wipe_free was asked to. */
+    char *block = curl_easy_escape(NULL, "probe", 5);
+    if (block == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    atomic_store(&probe_seen, 0);
+    atomic_store(&probe_block, (void *)block);
+    curl_free(block);
+    atomic_store(&probe_block, NULL);
+    return atomic_load(&probe_seen);
 }
 
 /* ---- errors ------------------------------------------------------------ */

@@ -252,6 +252,11 @@ PyObject *cl_post(DarajaClient *c, const char *path, const char *body, size_t bo
 
 /* ---- crypto (crypto.c) ------------------------------------------------- */
 
+/* Initialise libcurl with an allocator that wipes every block it frees. 1 when libcurl
+ * uses it, 0 when libcurl had been initialised before (by another library in the
+ * process) and keeps that allocator; -1 with ImportError. */
+int cr_curl_global_init(void);
+
 /* Set *out to a copy of bytes; on error set MemoryError and return -1. */
 int cr_secret_set(SecretBuf *out, const char *data, size_t len);
 /* Wipe and free a secret buffer; safe on an empty one. */
