@@ -43,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from frappe_mpesa.sandbox import (  # noqa: E402
+from frappe_mpesa.sandbox import (
 	CA_FILE,
 	DEFAULT_CONSUMER_KEY,
 	DEFAULT_CONSUMER_SECRET,
@@ -116,7 +116,9 @@ def figures(path):
 	overhead = sum(self_cost[w] for w in WRAPPERS) + sum(
 		cost for (caller, callee), cost in edge.items() if caller in WRAPPERS and extra(callee)
 	)
-	calls_in = sum(cost for (caller, callee), cost in edge.items() if callee in WRAPPERS and caller not in WRAPPERS)
+	calls_in = sum(
+		cost for (caller, callee), cost in edge.items() if callee in WRAPPERS and caller not in WRAPPERS
+	)
 	return {"total": total, "wiping": wiping, "overhead": overhead, "allocator": calls_in}
 
 
@@ -149,7 +151,9 @@ def run(pushes, sandbox, receiver, out):
 		CHILD,
 		json.dumps(job),
 	]
-	subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+	subprocess.run(
+		command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+	)
 	return figures(target)
 
 

@@ -24,9 +24,26 @@ def openssl_certificate(directory, name, *newkey):
 	"""A self-signed DER certificate made by `openssl req`; returns (certificate, private key PEM)."""
 	key, cert = directory / f"{name}.key", directory / f"{name}.der"
 	subprocess.run(
-		["openssl", "req", "-x509", "-nodes", "-days", "30", "-subj", f"/CN=frappe-mpesa test {name}",
-		 "-newkey", *newkey, "-keyout", key, "-outform", "DER", "-out", cert],
-		check=True, capture_output=True,
+		[
+			"openssl",
+			"req",
+			"-x509",
+			"-nodes",
+			"-days",
+			"30",
+			"-subj",
+			f"/CN=frappe-mpesa test {name}",
+			"-newkey",
+			*newkey,
+			"-keyout",
+			key,
+			"-outform",
+			"DER",
+			"-out",
+			cert,
+		],
+		check=True,
+		capture_output=True,
 	)
 	return cert.read_bytes(), key.read_bytes()
 

@@ -105,7 +105,12 @@ def run_child(sandbox, key, secret, passkey, stk_args):
 		},
 	}
 	child = subprocess.run(
-		[sys.executable, "-c", CHILD], input=json.dumps(job) + "\n", capture_output=True, text=True, timeout=120
+		[sys.executable, "-c", CHILD],
+		check=False,
+		input=json.dumps(job) + "\n",
+		capture_output=True,
+		text=True,
+		timeout=120,
 	)
 	assert child.returncode == 0, child.stderr
 	return json.loads(child.stdout.splitlines()[-1])
@@ -119,7 +124,9 @@ def test_no_credential_or_stk_password_left_in_memory_after_the_client_is_gone(c
 		pushes = [r for r in sandbox.requests if r.path.endswith("/stkpush/v1/processrequest")]
 	# The secrets really went through libcurl, and the scanner really sees the heap.
 	assert result["answer"]["ResponseCode"] == "0"
-	assert pushes and base64.b64decode(pushes[0].json["Password"]).startswith(f"{DEFAULT_SHORTCODE}{passkey}".encode())
+	assert pushes and base64.b64decode(pushes[0].json["Password"]).startswith(
+		f"{DEFAULT_SHORTCODE}{passkey}".encode()
+	)
 	assert result["found"]["control"] >= 1 and result["scanned"] > 1 << 20
 	assert result["found"]["basic"] == 0, f"Basic credential left in memory: {result['found']}"
 	assert result["found"]["password"] == 0, f"STK Password left in memory: {result['found']}"
@@ -144,7 +151,9 @@ def test_libcurl_initialised_by_another_library_first_is_reported():
 		print(daraja.libcurl_wipes_freed_memory, [str(w.message) for w in caught if w.category is RuntimeWarning])
 		"""
 	)
-	child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+	child = subprocess.run(
+		[sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60
+	)
 	assert child.returncode == 0, child.stderr
 	wipes, _, warned = child.stdout.strip().partition(" ")
 	assert wipes == "False"
