@@ -322,10 +322,12 @@ written_exponent(DarajaState *st, X509 *cert)
 {
     const ASN1_BIT_STRING *bits = X509_get0_pubkey_bitstr(cert);
     const unsigned char *p = bits != NULL ? ASN1_STRING_get0_data(bits) : NULL;
-    STACK_OF(ASN1_TYPE) *seq = p != NULL ? d2i_ASN1_SEQUENCE_ANY(NULL, &p, ASN1_STRING_length(bits)) : NULL;
+    STACK_OF(ASN1_TYPE) *seq =
+        p != NULL ? d2i_ASN1_SEQUENCE_ANY(NULL, &p, ASN1_STRING_length(bits)) : NULL;
     BIGNUM *n = NULL, *e = NULL;
 
-    if (seq != NULL && sk_ASN1_TYPE_num(seq) == 2 && ASN1_TYPE_get(sk_ASN1_TYPE_value(seq, 0)) == V_ASN1_INTEGER &&
+    if (seq != NULL && sk_ASN1_TYPE_num(seq) == 2 &&
+        ASN1_TYPE_get(sk_ASN1_TYPE_value(seq, 0)) == V_ASN1_INTEGER &&
         ASN1_TYPE_get(sk_ASN1_TYPE_value(seq, 1)) == V_ASN1_INTEGER) {
         n = ASN1_INTEGER_to_BN(sk_ASN1_TYPE_value(seq, 0)->value.integer, NULL);
         e = ASN1_INTEGER_to_BN(sk_ASN1_TYPE_value(seq, 1)->value.integer, NULL);
@@ -367,17 +369,21 @@ check_credential_key(DarajaState *st, X509 *cert, EVP_PKEY *key)
         BN_free(e);
         return 0;
     }
-    char *text = BN_num_bits(e) <= 64 ? BN_bn2dec(e) : NULL;
-    if (text != NULL) {
+    char *text = NULL;
+    if (BN_num_bits(e) > 64) {
         er_validation_error(st, "certificate",
-                            "holds an RSA key with public exponent %s; an odd exponent of at least %d "
-                            "is needed", text, MIN_RSA_EXPONENT);
+                            "holds an RSA key with a %d-bit %s public exponent; an odd exponent of at "
+                            "least %d is needed",
+                            BN_num_bits(e), BN_is_negative(e) ? "negative" : "even", MIN_RSA_EXPONENT);
+    }
+    else if ((text = BN_bn2dec(e)) == NULL) {
+        PyErr_NoMemory();
     }
     else {
         er_validation_error(st, "certificate",
-                            "holds an RSA key with a %d-bit %s public exponent; an odd exponent of at "
-                            "least %d is needed", BN_num_bits(e), BN_is_negative(e) ? "negative" : "even",
-                            MIN_RSA_EXPONENT);
+                            "holds an RSA key with public exponent %s; an odd exponent of at least %d "
+                            "is needed",
+                            text, MIN_RSA_EXPONENT);
     }
     OPENSSL_free(text);
     BN_free(e);
