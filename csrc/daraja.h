@@ -261,7 +261,7 @@ int cr_curl_global_init(void);
 int cr_secret_set(SecretBuf *out, const char *data, size_t len);
 /* Wipe and free a secret buffer; safe on an empty one. */
 void cr_secret_free(SecretBuf *s);
-/* Wipe n bytes with OPENSSL_cleanse. */
+/* Wipe n bytes so that no compiler may drop it (explicit_bzero, or OPENSSL_cleanse). */
 void cr_wipe(void *p, size_t n);
 /* Constant-time equality of two byte strings (lengths compared too). */
 int cr_equal(const void *a, size_t alen, const void *b, size_t blen);
