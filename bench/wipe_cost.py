@@ -16,7 +16,7 @@ cost of one more STK push on a warm client.
 Printed per push:
 
 - total: every instruction the client process executed;
-- wiping: instructions inside OPENSSL_cleanse and malloc_usable_size called from the wipe
+- wiping: instructions inside cr_wipe and malloc_usable_size called from the wipe
   functions: the work that exists only because blocks are wiped;
 - wrapper overhead: wiping, plus the wipe functions' own instructions and everything else they
   call but malloc and free (the memcpy of wipe_realloc, which moves a growing block where glibc
@@ -54,7 +54,7 @@ from frappe_mpesa.sandbox import (
 )
 
 WRAPPERS = ("wipe_free", "wipe_realloc", "wipe_strdup")
-WIPING = ("OPENSSL_cleanse", "malloc_usable_size")
+WIPING = ("cr_wipe", "malloc_usable_size")
 
 CHILD = textwrap.dedent(
 	"""
@@ -180,7 +180,7 @@ def main(argv=None):
 
 	print(f"per STK push ({os.path.basename(sys.executable)}, difference of the two runs / {high - low}):")
 	row("total, client process", total)
-	row("wiping (cleanse + usable size)", per["wiping"])
+	row("wiping (cr_wipe + usable size)", per["wiping"])
 	row("wrapper overhead (no malloc/free)", per["overhead"])
 	row("calls into the wipe functions", per["allocator"])
 	if args.keep is None:
