@@ -41,3 +41,16 @@ after_migrate = "frappe_mpesa.install.after_migrate"
 after_app_install = "frappe_mpesa.install.after_app_install"
 before_uninstall = "frappe_mpesa.install.before_uninstall"
 after_uninstall = "frappe_mpesa.install.after_uninstall"
+
+# Checkout on the sale's own form (frappe_mpesa/erpnext/checkout.py): each handler returns at once
+# on a site without ERPNext, and the form scripts load only where those DocTypes exist.
+doc_events = {
+	"Mpesa Express Request": {
+		"before_insert": "frappe_mpesa.erpnext.checkout.before_insert",
+		"on_change": "frappe_mpesa.erpnext.checkout.on_change",
+	},
+}
+doctype_js = {
+	"Sales Invoice": "erpnext/client_scripts/sales_invoice.js",
+	"Sales Order": "erpnext/client_scripts/sales_order.js",
+}

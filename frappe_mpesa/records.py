@@ -434,14 +434,18 @@ def _mismatch(found, note):
 
 
 def _move(found, machine, current, new, values):
-	"""Write ``values`` and the new status if the machine allows current -> new; else nothing."""
+	"""Write ``values`` and the new status if the machine allows current -> new; else nothing.
+
+	Written with db_set, so the record's on_change hooks (doc_events) learn of the move in its
+	transaction: what a move pays for reacts there (the ERPNext layer), never called from here.
+	A move happens once (the row is locked, final states are final), so the reaction does too."""
 	if not states.can_move(machine, current, new):
 		return Outcome(
 			DUPLICATE, found.reference_doctype, found.reference_name, f"already {current}; {new} ignored"
 		)
 	values = {key: value for key, value in values.items() if value is not None}
 	values["status"] = new
-	frappe.db.set_value(found.reference_doctype, found.reference_name, values)
+	frappe.get_doc(found.reference_doctype, found.reference_name).db_set(values)
 	return found
 
 
