@@ -16,6 +16,7 @@ Order, its live status for the user who asked, and the Payment Entry when it suc
 Nothing of ERPNext is imported at module level, and every hook returns at once without ERPNext.
 """
 
+import functools
 import secrets
 import time
 
@@ -292,27 +293,47 @@ def status_message(doc):
 	}
 
 
-def publish(doc):
-	"""Tell the user who asked for the push, after commit, and no one else."""
+def publish(doc, after_commit=True):
+	"""Tell the user who asked for the push, and no one else (their own room), once committed."""
 	user = doc.owner
 	if not user or user == "Guest":
 		return False
-	frappe.publish_realtime(EVENT, status_message(doc), user=user, after_commit=True)
+	frappe.publish_realtime(EVENT, status_message(doc), user=user, after_commit=after_commit)
 	return True
 
 
 def on_change(doc, method=None):
-	"""doc_events: a status move of an Express Request for a Sales Invoice or Sales Order."""
+	"""doc_events: a status move of an Express Request for a Sales Invoice or Sales Order.
+
+	A Success is posted after the move commits (``post_after_commit``), then published; any other
+	move is published when its transaction commits."""
 	if doc.reference_doctype not in DOCTYPES or not active():
 		return
 	before = doc.get_doc_before_save()
 	if before is not None and before.status == doc.status:
 		return
 	if doc.status == "Success":
-		entry = post_payment(doc.name)
-		if entry:
-			doc.payment_entry = entry
+		frappe.db.after_commit.add(
+			functools.partial(post_after_commit, doc.name, doc.reference_doctype, doc.reference_name)
+		)
+		return
 	publish(doc)
+
+
+def post_after_commit(name, doctype, docname):
+	"""Post a successful push in a transaction of its own whose first statement locks the
+	document. ERPNext recomputes the outstanding amount from the ledger; a snapshot taken before
+	that lock (the callback's transaction has read plenty) would miss a concurrent push's entry and
+	undo its allocation on the invoice."""
+	try:
+		frappe.db.sql("commit")  # the commit that ran this left an empty transaction: start afresh
+		frappe.db.sql("start transaction")
+		post_payment(name, doctype, docname)
+		frappe.db.commit()
+	except Exception:
+		frappe.db.rollback()
+		frappe.log_error(title=f"M-Pesa: posting Mpesa Express Request {name} failed")
+	publish(frappe.get_doc(EXPRESS, name), after_commit=False)
 
 
 @frappe.whitelist(methods=["POST"])
@@ -348,19 +369,33 @@ def receiving_account(settings_name):
 	return None
 
 
-def post_payment(name):
+def post_payment(name, doctype, docname):
 	"""The Payment Entry for a successful push, allocated to its document; once. A failure is kept
 	on the request (reference_outcome, Error Log), never undoing the Success: the money moved."""
 	from frappe_mpesa.payment_requests import as_administrator
 
+	if doctype not in DOCTYPES:
+		return None
+	# The document first (see post_after_commit), then the request: a second push's posting waits.
+	frappe.db.get_value(doctype, docname, "name", for_update=True)
 	row = records.lock_row(
 		EXPRESS,
 		"name",
 		name,
-		["name", "status", "amount", "reference_doctype", "reference_name", "receipt_number",
-		 "payment_entry", "mpesa_settings"],
+		[
+			"name",
+			"status",
+			"amount",
+			"reference_doctype",
+			"reference_name",
+			"receipt_number",
+			"payment_entry",
+			"mpesa_settings",
+		],
 	)
-	if not row or row.status != "Success" or row.payment_entry or row.reference_doctype not in DOCTYPES:
+	if not row or row.status != "Success" or row.payment_entry:
+		return None
+	if (row.reference_doctype, row.reference_name) != (doctype, docname):
 		return None
 	frappe.db.savepoint("frappe_mpesa_checkout")
 	try:
@@ -389,7 +424,6 @@ def post_payment(name):
 def make_payment_entry(row):
 	from erpnext.accounts.doctype.payment_entry.payment_entry import get_payment_entry
 
-	frappe.db.get_value(row.reference_doctype, row.reference_name, "name", for_update=True)
 	amount = flt(row.amount, 2)
 	entry = get_payment_entry(
 		row.reference_doctype,
@@ -489,6 +523,9 @@ def limited(kind, identity):
 
 
 def client_address(doc):
+	"""The payer's address as our own proxy saw it (the settings' header and hops), for the limit."""
+	if not getattr(frappe.local, "request", None):
+		return "no-request"
 	settings = default_settings(doc.company)
 	record = frappe.get_cached_doc(SETTINGS, settings) if settings else None
 	return callbacks.client_address(record) or frappe.local.request_ip or "unknown"

@@ -351,7 +351,8 @@ class TestCheckout(ServedSandboxTestCase):
 		finally:
 			frappe.db.set_value("Mpesa Settings", SETTINGS, "callback_base_url", self.site.url)
 			frappe.db.commit()
-		self.assertTrue(wait_for(lambda: any(s == "final" for s in self.sandbox.transactions.values()), timeout=10))
+		checkout_id = answer["checkout_request_id"]
+		self.assertTrue(wait_for(lambda: self.sandbox.transactions.get(checkout_id) == "final", timeout=10))
 		early = self.checkout.check_now(answer["name"])
 		self.assertEqual(early["status"], "Pending", "not queried before a minute has passed")
 		frappe.db.set_value(
