@@ -211,7 +211,7 @@ class TestCheckout(ServedSandboxTestCase):
 		self.assertEqual(flt(frappe.db.get_value("Sales Invoice", si.name, "outstanding_amount")), 0)
 		self.assertEqual(frappe.db.get_value("Sales Invoice", si.name, "status"), "Paid")
 		# A query afterwards (a late "check now") posts nothing again.
-		self.checkout.post_payment(row.name)
+		self.checkout.post_payment(row.name, "Sales Invoice", si.name)
 		frappe.db.commit()
 		self.assertEqual(len(self.entries(si)), 1)
 		# Paid: nothing more may be asked for.
