@@ -6,6 +6,8 @@ frappe.ui.form.on("B2C Payment Disbursement", {
 		frm.set_query("mpesa_settings", () => ({ filters: { enabled: 1 } }));
 	},
 	refresh(frm) {
+		// An input shows a bare number: its label says the currency.
+		frm.set_currency_labels(["amount"], frm.doc.currency || "KES");
 		// Transaction Status is asked by a manager (the API checks the role as well).
 		const manager = frappe.user.has_role("Accounts Manager") || frappe.user.has_role("System Manager");
 		if (manager && frm.doc.docstatus === 1 && ["Sent", "Unknown"].includes(frm.doc.status) && frm.doc.originator_conversation_id) {

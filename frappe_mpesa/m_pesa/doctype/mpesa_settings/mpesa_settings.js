@@ -3,6 +3,8 @@
 
 frappe.ui.form.on("Mpesa Settings", {
 	refresh(frm) {
+		// An input shows a bare number: its label says the currency.
+		frm.set_currency_labels(["transaction_limit"], frm.doc.currency || "KES");
 		if (frm.is_new()) return;
 		const transport = (frm.doc.__onload || {}).callback_transport;
 		if (transport && transport.warning) {
