@@ -406,17 +406,16 @@ class Desk:
 		field.click()
 		field.send_keys(value[:6])
 		deadline = time.monotonic() + 15
-		offered = []
 		while time.monotonic() < deadline:
-			offered = self.js(
-				"return [...document.querySelectorAll('.awesomplete ul li')].filter(li => li.offsetParent)"
-			)
-			for item in offered:
-				if value in item.text:
+			for item in self.driver.find_elements(By.XPATH, f"//*[@role='option'][contains(normalize-space(.), '{value}')]"):
+				if item.is_displayed():
 					item.click()
 					return
 			time.sleep(0.25)
-		offered = [item.text for item in offered]
+		offered = self.js(
+			"const box = document.activeElement && document.activeElement.closest('.awesomplete');"
+			" return box ? box.outerHTML.slice(0, 1500) : 'no dropdown'"
+		)
 		raise AssertionError(f"{value!r} was not offered in {fieldname}: {offered}")
 
 	def grid_columns(self, labels):
