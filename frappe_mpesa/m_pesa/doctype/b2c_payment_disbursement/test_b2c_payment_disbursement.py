@@ -203,8 +203,13 @@ class TestB2CPaymentDisbursement(ServedSandboxTestCase):
 			self.assertEqual(status, 200 if path in readable else 403, (path, text[:200]))
 			for secret in secrets:
 				self.assertNotIn(secret, text)
-			for fieldname in ("consumer_key", "consumer_secret", "online_passkey", "callback_id", "callback_secret"):
-				self.assertNotIn(f'"{fieldname}"', text, path)
+			if path in readable:
+				body = json.loads(text)
+				docs = body.get("docs") or body.get("data") or body.get("message")
+				for doc in docs if isinstance(docs, list) else [docs]:
+					# Frappe drops permlevel 1 fields, or keeps their keys with no value.
+					for fieldname in ("consumer_key", "consumer_secret", "online_passkey", "callback_id", "callback_secret"):
+						self.assertFalse(doc.get(fieldname), (path, fieldname))
 		# Even a System Manager gets asterisks, never the secrets, from Desk and REST.
 		frappe.set_user("Administrator")
 		admin = RestClient(self.site.url, "Administrator", frappe.conf.admin_password or "admin")
