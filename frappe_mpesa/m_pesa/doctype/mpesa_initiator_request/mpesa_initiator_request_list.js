@@ -6,7 +6,9 @@
 frappe.listview_settings["Mpesa Initiator Request"] = {
 	add_fields: ["status"],
 	get_indicator(doc) {
-		const colors = { Queued: "blue", Sent: "orange", Completed: "green", Failed: "red", Unknown: "yellow" };
+		const colors = {
+			"Awaiting Approval": "orange", Rejected: "gray", Queued: "blue", Sent: "orange", Completed: "green", Failed: "red", Unknown: "yellow",
+		};
 		return [__(doc.status), colors[doc.status] || "gray", `status,=,${doc.status}`];
 	},
 };
