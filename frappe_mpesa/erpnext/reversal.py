@@ -1,10 +1,12 @@
 """A C2B payment given back through Daraja's Reversal API, and its Payment Entry cancelled.
 
-``reverse`` (Accounts Manager only) sends the reversal as an Mpesa Initiator Request whose
-reference is the register row. Daraja's result comes to the result callback; ``records`` moves
-the request to Completed through ``db_set``, and this module's ``on_change`` (doc_events) then, in
-that same transaction and under the register row's lock, cancels the row's Payment Entry and
-marks the row Reversed. Completed is final, so this happens once.
+``reverse`` (Accounts Manager only) asks for the reversal of a register row: an Mpesa Initiator
+Request Awaiting Approval, referring to the row, which another Accounts Manager approves (and so
+sends) with ``api.approve_reversal``. Daraja's result comes to the result callback; ``records``
+moves the request to Completed through ``db_set``, and this module's ``on_change`` (doc_events)
+then, in that same transaction and under the register row's lock, cancels the row's Payment Entry
+and marks the row Reversed. Completed is final, so this happens once. A reversal asked for with
+``api.reverse_transaction`` (no reference) finds its row by the receipt it reverses.
 """
 
 import frappe
@@ -20,7 +22,8 @@ MANAGERS = ("Accounts Manager", "System Manager")
 
 @frappe.whitelist(methods=["POST"])
 def reverse(trans_id, remarks=None):
-	"""Ask Daraja to reverse C2B payment ``trans_id``; returns the Mpesa Initiator Request's name."""
+	"""Ask for C2B payment ``trans_id`` to be reversed; returns the Mpesa Initiator Request, Awaiting
+	Approval by another Accounts Manager (nothing is sent before)."""
 	from frappe_mpesa.settings_store import require_roles
 
 	require_roles(MANAGERS)
@@ -35,37 +38,28 @@ def reverse(trans_id, remarks=None):
 			"request_type": REVERSAL,
 			"reference_doctype": C2B,
 			"reference_name": trans_id,
-			"status": ("in", ("Queued", "Sent", "Unknown", COMPLETED)),
+			"status": ("in", ("Awaiting Approval", "Queued", "Sent", "Unknown", COMPLETED)),
 		},
 	)
 	if pending:
 		# Money-moving: never sent twice; the earlier request's outcome settles it.
 		frappe.throw(_("M-Pesa receipt {0} already has a reversal request: {1}").format(trans_id, pending))
 	amount = int(round(float(row.trans_amount)))
-	return initiator.start_request(
-		row.mpesa_settings,
-		REVERSAL,
-		transaction_id=trans_id,
-		amount=amount,
-		remarks=(remarks or "Reversal")[:100],
-		reference_doctype=C2B,
-		reference_name=trans_id,
-	)
+	name = initiator.request_reversal(row.mpesa_settings, trans_id, amount, (remarks or "Reversal")[:100])
+	frappe.db.set_value(records.INITIATOR, name, {"reference_doctype": C2B, "reference_name": trans_id})
+	frappe.db.commit()
+	return name
 
 
 def on_change(doc, method=None):
 	"""doc_events on Mpesa Initiator Request: a completed reversal of a register row."""
 	before = doc.get_doc_before_save()
-	if (
-		doc.request_type != REVERSAL
-		or doc.status != COMPLETED
-		or before is None
-		or before.status == COMPLETED
-		or doc.reference_doctype != C2B
-		or not doc.reference_name
-	):
+	if doc.request_type != REVERSAL or doc.status != COMPLETED or before is None or before.status == COMPLETED:
 		return
-	row = records.lock_row(C2B, "name", doc.reference_name, ["name", "status", "payment_entry"])
+	if doc.reference_doctype and doc.reference_doctype != C2B:
+		return
+	trans_id = doc.reference_name if doc.reference_doctype == C2B else doc.transaction_id
+	row = records.lock_row(C2B, "name", trans_id, ["name", "status", "payment_entry"])
 	if not row or row.status == REVERSED:
 		return
 	note = _("Reversed by {0} ({1})").format(doc.name, doc.result_receipt or doc.result_desc or "")

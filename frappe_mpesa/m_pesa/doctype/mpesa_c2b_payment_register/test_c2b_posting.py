@@ -387,6 +387,15 @@ class TestC2BPosting(ServedSandboxTestCase):
 		frappe.db.commit()
 		entry = frappe.db.get_value(C2B, trans_id, "payment_entry")
 		request = reversal.reverse(trans_id, "Wrong till")
+		self.assertEqual(frappe.db.get_value("Mpesa Initiator Request", request, "status"), "Awaiting Approval")
+		self.assertEqual(frappe.db.get_value(PE, entry, "docstatus"), 1)
+		from frappe_mpesa.testing import CHECKER
+
+		frappe.set_user(CHECKER)  # another Accounts Manager approves, and so sends it
+		try:
+			api.approve_reversal(request)
+		finally:
+			frappe.set_user("Administrator")
 		self.assertTrue(
 			wait_for(lambda: frappe.db.get_value(C2B, trans_id, "status") == "Reversed", timeout=20),
 			frappe.db.get_value("Mpesa Initiator Request", request, ["status", "result_desc"]),
