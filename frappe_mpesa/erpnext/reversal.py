@@ -59,11 +59,13 @@ def on_change(doc, method=None):
 	if doc.reference_doctype and doc.reference_doctype != C2B:
 		return
 	trans_id = doc.reference_name if doc.reference_doctype == C2B else doc.transaction_id
-	row = records.lock_row(C2B, "name", trans_id, ["name", "status", "payment_entry"])
+	# On Frappe alone the register has no Payment Entry link (an ERPNext Custom Field).
+	books = active()
+	row = records.lock_row(C2B, "name", trans_id, ["name", "status"] + (["payment_entry"] if books else []))
 	if not row or row.status == REVERSED:
 		return
 	note = _("Reversed by {0} ({1})").format(doc.name, doc.result_receipt or doc.result_desc or "")
-	if row.payment_entry and active():
+	if books and row.payment_entry:
 		frappe.db.savepoint("frappe_mpesa_reversal")
 		try:
 			cancel_entry(row.payment_entry)
