@@ -167,7 +167,7 @@ def apply_stk(settings_name, parsed):
 			# An STK query settled it first, and queries carry no receipt: the callback adds it.
 			frappe.db.set_value(EXPRESS, row.name, values)
 			return found
-	return _after_stk_move(_move(found, states.STK, row.status, new, values), new)
+	return _move(found, states.STK, row.status, new, values)
 
 
 def apply_stk_query(name, answer):
@@ -181,18 +181,7 @@ def apply_stk_query(name, answer):
 		"result_code": states.result_code_text(answer.get("ResultCode")),
 		"result_desc": answer.get("ResultDesc"),
 	}
-	return _after_stk_move(_move(Outcome(APPLIED, EXPRESS, name), states.STK, row.status, new, values), new)
-
-
-def _after_stk_move(outcome, new):
-	"""What a successful push pays for learns it in the transaction that records the Success. That
-	move happens once (Success is final, and the row is locked), so this happens once too."""
-	if outcome.status == APPLIED and new == "Success":
-		# Imported here: payment_requests builds on api, which builds on this module.
-		from frappe_mpesa import payment_requests
-
-		payment_requests.on_express_success(outcome.reference_name)
-	return outcome
+	return _move(Outcome(APPLIED, EXPRESS, name), states.STK, row.status, new, values)
 
 
 # ---- C2B ------------------------------------------------------------------------------
@@ -434,14 +423,18 @@ def _mismatch(found, note):
 
 
 def _move(found, machine, current, new, values):
-	"""Write ``values`` and the new status if the machine allows current -> new; else nothing."""
+	"""Write ``values`` and the new status if the machine allows current -> new; else nothing.
+
+	Written with db_set, so the record's on_change hooks (doc_events) learn of the move in its
+	transaction: what a move pays for reacts there (the ERPNext layer), never called from here.
+	A move happens once (the row is locked, final states are final), so the reaction does too."""
 	if not states.can_move(machine, current, new):
 		return Outcome(
 			DUPLICATE, found.reference_doctype, found.reference_name, f"already {current}; {new} ignored"
 		)
 	values = {key: value for key, value in values.items() if value is not None}
 	values["status"] = new
-	frappe.db.set_value(found.reference_doctype, found.reference_name, values)
+	frappe.get_doc(found.reference_doctype, found.reference_name).db_set(values)
 	return found
 
 
