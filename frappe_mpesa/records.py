@@ -116,6 +116,17 @@ def lock_row(doctype, fieldname, value, fields):
 	return rows[0] if rows else None
 
 
+def is_conflict(error):
+	"""Is ``error`` a unique key refusing a second record? Frappe's database objects have no
+	IntegrityError attribute; they answer for their own driver's errors."""
+	if isinstance(error, frappe.DuplicateEntryError | frappe.UniqueValidationError):
+		return True
+	try:
+		return bool(frappe.db.is_duplicate_entry(error) or frappe.db.is_unique_key_violation(error))
+	except (AttributeError, IndexError, TypeError):
+		return False
+
+
 def apply(settings_name, kind, parsed):
 	"""Apply one parsed callback; an Outcome says what happened. Never raises for a conflict."""
 	refused = blank_correlation(kind, parsed)
@@ -130,8 +141,10 @@ def apply(settings_name, kind, parsed):
 		if kind in ("result", "timeout"):
 			return apply_result(settings_name, kind, parsed)
 		return Outcome(INVALID, note=f"no record is kept for {kind} callbacks")
-	except (frappe.DuplicateEntryError, frappe.UniqueValidationError, frappe.db.IntegrityError) as error:
+	except Exception as error:
 		# Another record already holds this receipt or id: a replay aimed elsewhere, or a bug.
+		if not is_conflict(error):
+			raise
 		frappe.db.rollback(save_point="frappe_mpesa_apply")
 		return Outcome(MISMATCH, note=f"conflicts with an existing record ({type(error).__name__})")
 
