@@ -2,10 +2,15 @@
 // For license information, please see license.txt
 
 frappe.ui.form.on("B2C Payment Disbursement", {
+	setup(frm) {
+		frm.set_query("mpesa_settings", () => ({ filters: { enabled: 1 } }));
+	},
 	refresh(frm) {
-		const colors = { Draft: "gray", Queued: "blue", Sent: "orange", Completed: "green", Failed: "red", Unknown: "yellow" };
-		if (frm.doc.status) frm.page.set_indicator(__(frm.doc.status), colors[frm.doc.status] || "gray");
-		if (frm.doc.docstatus === 1 && ["Sent", "Unknown"].includes(frm.doc.status) && frm.doc.originator_conversation_id) {
+		// An input shows a bare number: its label says the currency.
+		frm.set_currency_labels(["amount"], frm.doc.currency || "KES");
+		// Transaction Status is asked by a manager (the API checks the role as well).
+		const manager = frappe.user.has_role("Accounts Manager") || frappe.user.has_role("System Manager");
+		if (manager && frm.doc.docstatus === 1 && ["Sent", "Unknown"].includes(frm.doc.status) && frm.doc.originator_conversation_id) {
 			frm.add_custom_button(__("Query status"), () =>
 				frappe.call({
 					method: "frappe_mpesa.api.transaction_status",
