@@ -31,13 +31,31 @@ scheduler_events = {
 			"frappe_mpesa.tasks.query_pending_stk",
 			"frappe_mpesa.tasks.resolve_disbursements",
 			"frappe_mpesa.tasks.match_unmatched_callbacks",
+			"frappe_mpesa.erpnext.payouts.post_pending",
 		],
 	},
 }
 
-after_install = "frappe_mpesa.install.after_install"
-after_migrate = "frappe_mpesa.install.after_migrate"
+after_install = ["frappe_mpesa.install.after_install", "frappe_mpesa.erpnext.payout_setup.after_install"]
+after_migrate = ["frappe_mpesa.install.after_migrate", "frappe_mpesa.erpnext.payout_setup.after_migrate"]
 # frappe/payments ships a DocType of the same name, "Mpesa Settings": see install.py.
-after_app_install = "frappe_mpesa.install.after_app_install"
-before_uninstall = "frappe_mpesa.install.before_uninstall"
+after_app_install = [
+	"frappe_mpesa.install.after_app_install",
+	"frappe_mpesa.erpnext.payout_setup.after_app_install",
+]
+before_app_uninstall = "frappe_mpesa.erpnext.payout_setup.before_app_uninstall"
+before_uninstall = ["frappe_mpesa.erpnext.payout_setup.before_uninstall", "frappe_mpesa.install.before_uninstall"]
 after_uninstall = "frappe_mpesa.install.after_uninstall"
+
+# Payouts into the books (frappe_mpesa/erpnext/payouts.py): a payee row reaching Completed is
+# posted; each handler returns at once on a site without ERPNext.
+doc_events = {
+	"B2C Disbursement Payee": {"on_change": "frappe_mpesa.erpnext.payouts.on_payee_change"},
+}
+# "Pay by M-Pesa" in the list of each document a payout pays.
+doctype_list_js = {
+	doctype: "public/js/pay_by_mpesa.js"
+	for doctype in ("Salary Slip", "Expense Claim", "Employee Advance", "Purchase Invoice")
+}
+# An employee's payout history, from the Employee form.
+doctype_js = {"Employee": "public/js/employee_payouts.js"}
