@@ -374,9 +374,11 @@ def fault_token_expires_in(params, answer):
 def fault_random(params, answer):
 	"""With probability ``rate`` (default 0.1), drawn from a generator seeded with ``seed`` (default
 	0) when the fault is installed, apply mode ``then`` (default "status") with the other params;
-	otherwise answer normally. ``processed=True`` handles the request first and then applies
+	otherwise answer normally. Every request first waits ``wait`` seconds (default 0). ``processed=True`` handles the request first and then applies
 	``then`` (e.g. "reset": the payment is made but its answer is lost)."""
 	rng = params.setdefault("_rng", random.Random(params.get("seed", 0)))
+	if params.get("wait"):
+		time.sleep(float(params["wait"]))
 	if rng.random() >= float(params.get("rate", 0.1)):
 		return answer()
 	mode = params.get("then", "status")

@@ -104,6 +104,11 @@ class B2CPaymentDisbursement(Document):
 			before = stored.get(row.name)
 			if before is None and not allow_new:
 				frappe.throw(_("Payees cannot be added after approval"), frappe.PermissionError)
+			if before is not None:
+				# A row sent without an app field (a REST client's partial row) keeps the stored value.
+				for fieldname in fieldnames:
+					if row.get(fieldname) in (None, "") and before.get(fieldname) not in (None, ""):
+						row.set(fieldname, before.get(fieldname))
 			fields = row_changed(row, before, fieldnames, NEW_ROW)
 			if fields:
 				label = row.meta.get_field(fields[0]).label or fields[0]
