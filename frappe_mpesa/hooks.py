@@ -54,8 +54,10 @@ doc_events = {
 }
 # "Pay by M-Pesa" in the list of each document a payout pays.
 doctype_list_js = {
-	doctype: "public/js/pay_by_mpesa.js"
-	for doctype in ("Salary Slip", "Expense Claim", "Employee Advance", "Purchase Invoice")
+	"Salary Slip": "public/js/pay_by_mpesa.js",
+	"Expense Claim": "public/js/pay_by_mpesa.js",
+	"Employee Advance": "public/js/pay_by_mpesa.js",
+	"Purchase Invoice": "public/js/pay_by_mpesa.js",
 }
 # An employee's payout history, from the Employee form.
 doctype_js = {"Employee": "public/js/employee_payouts.js"}

@@ -47,6 +47,12 @@ class TestPayoutPosting(ServedSandboxTestCase):
 			frappe.db.set_value("Company", COMPANY, "default_holiday_list", cls.holiday_list())
 			frappe.clear_document_cache("Company", COMPANY)
 		frappe.db.set_single_value("Payroll Settings", "email_salary_slip_to_employee", 0)
+		# HRMS takes the company's advance account (fetch_from) and wants it Receivable; the
+		# standard chart's "Employee Advances" is Payable.
+		default = frappe.db.get_value("Company", COMPANY, "default_employee_advance_account")
+		if frappe.db.get_value("Account", default, "account_type") != "Receivable":
+			frappe.db.set_value("Company", COMPANY, "default_employee_advance_account", cls.advance_account())
+			frappe.clear_document_cache("Company", COMPANY)
 		frappe.db.commit()
 
 	@staticmethod
@@ -55,6 +61,23 @@ class TestPayoutPosting(ServedSandboxTestCase):
 		if not frappe.db.exists("Holiday List", name):
 			frappe.get_doc(
 				{"doctype": "Holiday List", "holiday_list_name": name, "from_date": "2026-01-01", "to_date": "2027-12-31"}
+			).insert(ignore_permissions=True)
+		return name
+
+	@staticmethod
+	def advance_account():
+		"""A Receivable account for employee advances (the chart's own is Payable, which HRMS refuses)."""
+		name = "M-Pesa Test Advances - TSL"
+		if not frappe.db.exists("Account", name):
+			frappe.get_doc(
+				{
+					"doctype": "Account",
+					"account_name": "M-Pesa Test Advances",
+					"company": COMPANY,
+					"parent_account": frappe.db.get_value("Account", "Employee Advances - TSL", "parent_account"),
+					"account_type": "Receivable",
+					"account_currency": "KES",
+				}
 			).insert(ignore_permissions=True)
 		return name
 
@@ -259,7 +282,6 @@ class TestPayoutPosting(ServedSandboxTestCase):
 				"advance_amount": 2500,
 				"exchange_rate": 1,
 				"currency": "KES",
-				"advance_account": "Employee Advances - TSL",
 			}
 		)
 		advance.insert(ignore_permissions=True)
