@@ -4,10 +4,16 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := build-essential pkg-config libcurl4-openssl-dev libssl-dev python3-dev python3-venv
+# pyproject.toml's [deploy.dependencies.apt] packages (what the extension needs to build), and a venv.
+APT_PACKAGES := $(shell sed -n '/^\[deploy\.dependencies\.apt\]/,/^\[/s/^packages *= *\[\(.*\)\]/\1/p' \
+	pyproject.toml | tr -d '",') python3-venv
 BENCH_PACKAGES := nginx-light
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES := setup.py pyproject.toml $(wildcard csrc/*.c csrc/*.h)
+# pyproject.toml's [build-system] requires, quoted for the shell. pip builds the normal extension in
+# an isolated environment with them; the instrumented builds run setup.py in the venv, which needs
+# them installed there (the venv's own setuptools may be too old to read pyproject.toml's license).
+BUILD_REQUIRES := $(shell sed -n '/^\[build-system\]/,/^\[/s/^requires *= *\[\(.*\)\]/\1/p' pyproject.toml | tr ',' ' ')
 # Instrumented builds are made in copies of the tree under build/, never in place.
 TREE := setup.py pyproject.toml README.md csrc frappe_mpesa tests
 SANITIZE_DIR := build/sanitize
@@ -86,6 +92,7 @@ $(VENV)/.installed: $(SOURCES)
 	@$(MAKE) --no-print-directory deps
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(BUILD_REQUIRES)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 

@@ -4,25 +4,41 @@
  *
  * Certificate validity dates and chains are deliberately not checked: Safaricom's
  * published encryption certificates expired years ago and are still the ones in use.
- * Only the public key matters.
+ * Only the public key matters, and only an RSA key of at least 2048 bits with an odd
+ * public exponent of at least 65537 is accepted: with e=1 the "credential" would be the
+ * padded initiator password in clear, and small or even exponents are broken or unusable.
+ *
+ * libcurl is given an allocator that wipes every block it frees (see cr_curl_global_init):
+ * libcurl copies the Authorization header and request bodies (STK Password, Security
+ * Credential) into buffers of its own, which we cannot reach to wipe.
  *
  * The parsed-key cache and the CA store cache live in the module state and are used
  * with the GIL held, which serialises them; no call here releases the GIL.
  */
 #include "daraja.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #include <limits.h>
+#include <malloc.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include <openssl/asn1.h>
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
 #define MAX_CERTIFICATE_BYTES (64 * 1024)
+#define MIN_RSA_BITS 2048
+#define MIN_RSA_EXPONENT 65537
 
 /* ---- secrets ----------------------------------------------------------- */
 
@@ -47,19 +63,43 @@ void
 cr_secret_free(SecretBuf *s)
 {
     if (s->data != NULL) {
-        OPENSSL_cleanse(s->data, s->len);
+        cr_wipe(s->data, s->len);
         free(s->data);
     }
     s->data = NULL;
     s->len = 0;
 }
 
-void
+/* Zero n bytes with plain stores that the compiler must keep (the barrier after them says the
+ * memory is read). Not memset, whatever its speed: above 2 KiB glibc's memset is rep stosb,
+ * which valgrind counts as one instruction per byte, so the instruction budgets of
+ * bench/instructions.py would count the wiping of libcurl's buffers wrong. 64 bytes a turn with
+ * SSE2 (every x86-64 has it), 8 elsewhere. */
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) void
 cr_wipe(void *p, size_t n)
 {
-    if (p != NULL && n > 0) {
-        OPENSSL_cleanse(p, n);
+    if (p == NULL) {
+        return;
     }
+    unsigned char *b = p;
+    size_t i = 0;
+#ifdef __SSE2__
+    const __m128i zero16 = _mm_setzero_si128();
+    for (; i + 64 <= n; i += 64) {
+        _mm_storeu_si128((__m128i *)(b + i), zero16);
+        _mm_storeu_si128((__m128i *)(b + i + 16), zero16);
+        _mm_storeu_si128((__m128i *)(b + i + 32), zero16);
+        _mm_storeu_si128((__m128i *)(b + i + 48), zero16);
+    }
+#endif
+    for (; i + 8 <= n; i += 8) {
+        uint64_t zero = 0;
+        memcpy(b + i, &zero, 8);
+    }
+    for (; i < n; i++) {
+        b[i] = 0;
+    }
+    __asm__ __volatile__("" : : "r"(p) : "memory");
 }
 
 int
@@ -69,6 +109,86 @@ cr_equal(const void *a, size_t alen, const void *b, size_t blen)
         return 0;
     }
     return alen == 0 || CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+/* ---- libcurl's allocator: every freed block wiped ----------------------- */
+
+/* The block whose free proves that libcurl calls wipe_free; NULL outside the probe. */
+static _Atomic(void *) probe_block;
+static atomic_int probe_seen;
+
+/* free() that first wipes the whole usable block. No GIL. */
+static void
+wipe_free(void *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    if (atomic_load_explicit(&probe_block, memory_order_relaxed) == p) {
+        atomic_store(&probe_seen, 1);
+    }
+    cr_wipe(p, malloc_usable_size(p));
+    free(p);
+}
+
+/* realloc() that never leaves the old contents behind in freed memory: a block that
+ * already holds n bytes is kept, a bigger one is a new block and the old one wiped. */
+static void *
+wipe_realloc(void *p, size_t n)
+{
+    if (p == NULL) {
+        return malloc(n);
+    }
+    if (n == 0) {
+        wipe_free(p);
+        return NULL;
+    }
+    size_t old = malloc_usable_size(p);
+    if (n <= old) {
+        return p;
+    }
+    void *q = malloc(n);
+    if (q == NULL) {
+        return NULL; /* p stays valid, as with realloc */
+    }
+    memcpy(q, p, old);
+    wipe_free(p);
+    return q;
+}
+
+/* strdup() through malloc, so that wipe_free may free the copy. */
+static char *
+wipe_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *copy = malloc(n);
+    if (copy != NULL) {
+        memcpy(copy, s, n);
+    }
+    return copy;
+}
+
+int
+cr_curl_global_init(void)
+{
+    if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, wipe_free, wipe_realloc, wipe_strdup,
+                             calloc) != CURLE_OK) {
+        PyErr_SetString(PyExc_ImportError, "libcurl could not be initialised");
+        return -1;
+    }
+    /* When libcurl was initialised before us (by another extension in this process), the
+     * call above only counts one more user and keeps the first allocator: find out by
+     * freeing a block libcurl allocated and seeing whether wipe_free was asked to. */
+    char *block = curl_easy_escape(NULL, "probe", 5);
+    if (block == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    atomic_store(&probe_seen, 0);
+    atomic_store(&probe_block, (void *)block);
+    curl_free(block);
+    atomic_store(&probe_block, NULL);
+    return atomic_load(&probe_seen);
 }
 
 /* ---- errors ------------------------------------------------------------ */
@@ -221,6 +341,101 @@ parse_certificate(DarajaState *st, const unsigned char *data, size_t len)
     return cert;
 }
 
+/* The RSA public exponent as the certificate writes it (new BIGNUM, sign kept); NULL with
+ * ValidationError if the key is not SEQUENCE { INTEGER n >= 0, INTEGER e }. OpenSSL's RSA
+ * decoder reads both INTEGERs as unsigned, so a negative exponent would otherwise pass as
+ * a large positive one. */
+static BIGNUM *
+written_exponent(DarajaState *st, X509 *cert)
+{
+    const ASN1_BIT_STRING *bits = X509_get0_pubkey_bitstr(cert);
+    const unsigned char *p = bits != NULL ? ASN1_STRING_get0_data(bits) : NULL;
+    STACK_OF(ASN1_TYPE) *seq =
+        p != NULL ? d2i_ASN1_SEQUENCE_ANY(NULL, &p, ASN1_STRING_length(bits)) : NULL;
+    BIGNUM *n = NULL, *e = NULL;
+
+    if (seq != NULL && sk_ASN1_TYPE_num(seq) == 2 &&
+        ASN1_TYPE_get(sk_ASN1_TYPE_value(seq, 0)) == V_ASN1_INTEGER &&
+        ASN1_TYPE_get(sk_ASN1_TYPE_value(seq, 1)) == V_ASN1_INTEGER) {
+        n = ASN1_INTEGER_to_BN(sk_ASN1_TYPE_value(seq, 0)->value.integer, NULL);
+        e = ASN1_INTEGER_to_BN(sk_ASN1_TYPE_value(seq, 1)->value.integer, NULL);
+    }
+    sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
+    if (n == NULL || e == NULL || BN_is_negative(n)) {
+        BN_free(e);
+        e = NULL;
+        er_validation_error(st, "certificate", "holds a malformed RSA public key");
+    }
+    BN_free(n);
+    ERR_clear_error();
+    return e;
+}
+
+/* Refuse (ValidationError on "certificate", -1) a key that cannot make a safe Security
+ * Credential: not RSA, under MIN_RSA_BITS, or an exponent that is not odd and at least
+ * MIN_RSA_EXPONENT (e=1 leaves the password in clear; 0, negative and even are not RSA;
+ * 3 and other small ones fall to low-exponent attacks). */
+static int
+check_credential_key(DarajaState *st, X509 *cert, EVP_PKEY *key)
+{
+    int id = EVP_PKEY_base_id(key);
+    if (id != EVP_PKEY_RSA) {
+        const char *type = id == EVP_PKEY_EC ? "EC" : id == EVP_PKEY_RSA_PSS ? "RSA-PSS" : "another type";
+        return er_validation_error(st, "certificate", "must hold an RSA key, not %s", type);
+    }
+    int bits = EVP_PKEY_bits(key);
+    if (bits < MIN_RSA_BITS) {
+        return er_validation_error(st, "certificate", "holds a %d-bit RSA key; at least %d bits are needed",
+                                   bits, MIN_RSA_BITS);
+    }
+    BIGNUM *e = written_exponent(st, cert);
+    if (e == NULL) {
+        return -1;
+    }
+    int ok = !BN_is_negative(e) && BN_is_odd(e) && BN_num_bits(e) > 16; /* odd and >= 2^16 */
+    if (ok) {
+        BN_free(e);
+        return 0;
+    }
+    char *text = NULL;
+    if (BN_num_bits(e) > 64) {
+        er_validation_error(st, "certificate",
+                            "holds an RSA key with a %d-bit %s public exponent; an odd exponent of at "
+                            "least %d is needed",
+                            BN_num_bits(e), BN_is_negative(e) ? "negative" : "even", MIN_RSA_EXPONENT);
+    }
+    else if ((text = BN_bn2dec(e)) == NULL) {
+        PyErr_NoMemory();
+    }
+    else {
+        er_validation_error(st, "certificate",
+                            "holds an RSA key with public exponent %s; an odd exponent of at least %d "
+                            "is needed",
+                            text, MIN_RSA_EXPONENT);
+    }
+    OPENSSL_free(text);
+    BN_free(e);
+    ERR_clear_error();
+    return -1;
+}
+
+/* The public key of cert if it may make a Security Credential (new reference);
+ * NULL with ValidationError on "certificate" otherwise. */
+static EVP_PKEY *
+credential_key(DarajaState *st, X509 *cert)
+{
+    EVP_PKEY *key = X509_get_pubkey(cert);
+    if (key == NULL) {
+        openssl_validation_error(st, "certificate", "has no usable public key");
+        return NULL;
+    }
+    if (check_credential_key(st, cert, key) < 0) {
+        EVP_PKEY_free(key);
+        return NULL;
+    }
+    return key;
+}
+
 /* The RSA public key of a certificate, from the cache or parsed and cached.
  * Returns a borrowed key; NULL with an exception on error. */
 static EVP_PKEY *
@@ -239,15 +454,9 @@ cached_rsa_key(DarajaState *st, const unsigned char *data, size_t len)
     if (cert == NULL) {
         return NULL;
     }
-    EVP_PKEY *key = X509_get_pubkey(cert);
+    EVP_PKEY *key = credential_key(st, cert);
     X509_free(cert);
     if (key == NULL) {
-        openssl_validation_error(st, "certificate", "has no usable public key");
-        return NULL;
-    }
-    if (EVP_PKEY_base_id(key) != EVP_PKEY_RSA || EVP_PKEY_bits(key) < 1024) {
-        EVP_PKEY_free(key);
-        er_validation_error(st, "certificate", "must hold an RSA key of at least 1024 bits");
         return NULL;
     }
     KeySlot *slot = &st->keys[st->next_key_slot++ % DR_KEY_CACHE_SLOTS];
@@ -399,14 +608,11 @@ cr_py_certificate_info(PyObject *module, PyObject *arg)
     if ((cert = parse_certificate(st, view.buf, (size_t)view.len)) == NULL) {
         goto done;
     }
-    if ((key = X509_get_pubkey(cert)) == NULL) {
-        openssl_validation_error(st, "certificate", "has no usable public key");
+    if ((key = credential_key(st, cert)) == NULL) {
         goto done;
     }
-    int key_id = EVP_PKEY_base_id(key);
-    const char *key_type = key_id == EVP_PKEY_RSA ? "RSA" : key_id == EVP_PKEY_EC ? "EC" : "other";
     info = Py_BuildValue("{s:N,s:N,s:s,s:i,s:N,s:N,s:N}", "subject", name_string(X509_get_subject_name(cert)),
-                         "issuer", name_string(X509_get_issuer_name(cert)), "key_type", key_type, "key_bits",
+                         "issuer", name_string(X509_get_issuer_name(cert)), "key_type", "RSA", "key_bits",
                          EVP_PKEY_bits(key), "fingerprint_sha256", fingerprint_string(st, cert),
                          "not_before", time_string(X509_get0_notBefore(cert)), "not_after",
                          time_string(X509_get0_notAfter(cert)));

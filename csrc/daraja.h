@@ -252,11 +252,16 @@ PyObject *cl_post(DarajaClient *c, const char *path, const char *body, size_t bo
 
 /* ---- crypto (crypto.c) ------------------------------------------------- */
 
+/* Initialise libcurl with an allocator that wipes every block it frees. 1 when libcurl
+ * uses it, 0 when libcurl had been initialised before (by another library in the
+ * process) and keeps that allocator; -1 with ImportError. */
+int cr_curl_global_init(void);
+
 /* Set *out to a copy of bytes; on error set MemoryError and return -1. */
 int cr_secret_set(SecretBuf *out, const char *data, size_t len);
 /* Wipe and free a secret buffer; safe on an empty one. */
 void cr_secret_free(SecretBuf *s);
-/* Wipe n bytes with OPENSSL_cleanse. */
+/* Wipe n bytes so that no compiler may drop it (explicit_bzero, or OPENSSL_cleanse). */
 void cr_wipe(void *p, size_t n);
 /* Constant-time equality of two byte strings (lengths compared too). */
 int cr_equal(const void *a, size_t alen, const void *b, size_t blen);

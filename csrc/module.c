@@ -388,7 +388,8 @@ static PyMethodDef module_functions[] = {
      "RSA PKCS#1 v1.5 encryption of the password under the certificate's key, base64."},
     {"certificate_info", (PyCFunction)cr_py_certificate_info, METH_O,
      "certificate_info(certificate) -> dict\n\nSubject, issuer, key type and size, SHA-256 "
-     "fingerprint and validity of a PEM or DER certificate."},
+     "fingerprint and validity of a PEM or DER certificate whose key can make a Security "
+     "Credential (RSA, at least 2048 bits, odd exponent of at least 65537); ValidationError otherwise."},
     {"stk_password", (PyCFunction)(void (*)(void))ex_py_stk_password, METH_FASTCALL,
      "stk_password(shortcode, passkey, timestamp) -> str\n\nbase64(shortcode + passkey + timestamp)."},
     {"timestamp", (PyCFunction)va_py_timestamp, METH_NOARGS,
@@ -422,9 +423,21 @@ exec_client_type(PyObject *module)
 static int
 exec_libraries(PyObject *module)
 {
-    /* curl_global_init is idempotent and thread-safe in the libcurl versions we accept. */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        PyErr_SetString(PyExc_ImportError, "libcurl could not be initialised");
+    /* Before any other use of libcurl: its own copies of the Authorization header and of
+     * request bodies are wiped when it frees them. If another library in this process
+     * initialised libcurl first, its allocator stays (libcurl takes one per process):
+     * say so, once, and in libcurl_wipes_freed_memory. */
+    int wipes = cr_curl_global_init();
+    if (wipes < 0) {
+        return -1;
+    }
+    if (PyModule_AddObjectRef(module, "libcurl_wipes_freed_memory", wipes ? Py_True : Py_False) < 0) {
+        return -1;
+    }
+    if (!wipes && PyErr_WarnEx(PyExc_RuntimeWarning,
+                               "libcurl was initialised before frappe_mpesa._daraja: the buffers it "
+                               "frees (request headers and bodies) are not wiped",
+                               1) < 0) {
         return -1;
     }
     const curl_version_info_data *info = curl_version_info(CURLVERSION_NOW);

@@ -188,6 +188,12 @@ new_handle(Transport *t, CURLSH *share)
     SETOPT(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)DR_MAX_RESPONSE);
     SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(h, CURLOPT_MAXAGE_CONN, MAX_IDLE_SECONDS);
+    /* libcurl allocates and frees both buffers on every transfer, and both hold secrets (the
+     * request's Authorization and Password, the token answer), so every byte is wiped on free:
+     * so both are kept small: the smallest upload buffer libcurl takes (16 KiB; Daraja's bodies
+     * are under 2 KiB) and a 4 KiB receive buffer (a larger answer takes a few more reads). */
+    SETOPT(h, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
+    SETOPT(h, CURLOPT_BUFFERSIZE, 4096L);
     SETOPT(h, CURLOPT_WRITEFUNCTION, write_body);
     SETOPT(h, CURLOPT_PREREQFUNCTION, one_request_only);
     SETOPT(h, CURLOPT_SHARE, share);

@@ -1,4 +1,4 @@
-"""Command line: ``python -m frappe_mpesa sandbox|demo``."""
+"""Command line: ``python -m frappe_mpesa sandbox|demo|credential|certificate``."""
 
 import sys
 
@@ -7,6 +7,10 @@ USAGE = """usage: python -m frappe_mpesa COMMAND [options]
 commands:
   sandbox   serve the embedded Daraja simulator over local HTTPS
   demo      run token -> STK push -> callback -> STK query against the sandbox
+  credential FILE [--password-stdin]
+            print the Security Credential for an initiator password (asked without echo)
+  certificate FILE
+            show a certificate's subject, key, fingerprint and validity
 """
 
 
@@ -20,6 +24,10 @@ def main(argv=None):
 		from frappe_mpesa.sandbox.cli import main as run
 	elif command == "demo":
 		from frappe_mpesa.demo import main as run
+	elif command == "credential":
+		from frappe_mpesa.certificate_cli import credential_main as run
+	elif command == "certificate":
+		from frappe_mpesa.certificate_cli import certificate_main as run
 	else:
 		print(f"unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
 		return 2

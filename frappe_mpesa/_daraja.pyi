@@ -5,6 +5,8 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 libcurl_version: str
+# False when libcurl was initialised by another library first: its freed buffers are then not wiped.
+libcurl_wipes_freed_memory: bool
 openssl_version: str
 
 class _TokenStore(Protocol):

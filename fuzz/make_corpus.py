@@ -5,7 +5,7 @@
 OUT/callbacks/: every recorded callback under tests/data/callbacks, parsed as the kind its name says
 and as every other kind, as bytes and as str; a few malformed bodies; verify_callback cases.
 OUT/certificates/: every certificate and key under frappe_mpesa/sandbox/certs, as PEM and as DER, and
-certificates the fuzzer would hardly reach by mutation (EC, Ed25519, DSA and 512-bit RSA keys, dates
+certificates the fuzzer would hardly reach by mutation (EC, Ed25519, DSA, 512-bit and e=3 RSA keys, dates
 in 1950 and 9999, odd names), made with the cryptography package when it is installed.
 OUT/callbacks.dict: the JSON keys and short string values of the recorded callbacks, for -dict=.
 The input formats are in inputs.py.
@@ -153,12 +153,15 @@ def generated_certificates():
 		)
 		return builder.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
-	small_rsa = rsa.RSAPublicNumbers(65537, (1 << 511) | 0xF1).public_key()  # refused: under 1024 bits
+	small_rsa = rsa.RSAPublicNumbers(65537, (1 << 511) | 0xF1).public_key()  # refused: under 2048 bits
+	# refused: exponent 3 (one byte from 1, 0 or an even exponent, for the fuzzer to reach)
+	exponent_3 = rsa.RSAPublicNumbers(3, (1 << 2047) | 0xF1).public_key()
 	return [
 		certificate(signer.public_key()),
 		certificate(ed25519.Ed25519PrivateKey.generate().public_key()),
 		certificate(dsa.generate_private_key(1024).public_key()),
 		certificate(small_rsa),
+		certificate(exponent_3),
 		certificate(
 			rsa.generate_private_key(65537, 1024).public_key(), start=(1950, 1, 1), end=(9999, 12, 31)
 		),
