@@ -26,7 +26,9 @@ def main():
 
 	import frappe
 
-	frappe.init(site=args.site, sites_path=os.path.abspath(args.sites_path))
+	# As bench runs it: from the sites directory (Frappe's logs are ../logs from there).
+	os.chdir(os.path.abspath(args.sites_path))
+	frappe.init(site=args.site, sites_path=".")
 	frappe.connect()
 	frappe.set_user("Administrator")
 	from frappe_mpesa import initiator
