@@ -271,4 +271,15 @@ def validate_c2b(settings, parsed):
 		reference = (parsed.get("BillRefNumber") or "").strip()
 		if not reference or not frappe.db.exists(settings.c2b_reference_doctype, reference):
 			return daraja.c2b_reject("C2B00012")
+	# Other layers judge the account number (the ERPNext layer: cancelled or paid documents),
+	# through hooks so that nothing here imports them. A validator that fails accepts: the
+	# payment is recorded either way, and a person allocates it.
+	for validator in frappe.get_hooks("mpesa_c2b_validators"):
+		try:
+			code = frappe.get_attr(validator)(settings.name, parsed)
+		except Exception:
+			frappe.log_error(title=f"M-Pesa: C2B validator {validator} failed")
+			continue
+		if code:
+			return daraja.c2b_reject(code)
 	return daraja.c2b_accept()

@@ -31,25 +31,51 @@ scheduler_events = {
 			"frappe_mpesa.tasks.query_pending_stk",
 			"frappe_mpesa.tasks.resolve_disbursements",
 			"frappe_mpesa.tasks.match_unmatched_callbacks",
+			"frappe_mpesa.erpnext.c2b_posting.post_pending",
 			"frappe_mpesa.erpnext.payouts.post_pending",
 		],
 	},
 }
 
-after_install = ["frappe_mpesa.install.after_install", "frappe_mpesa.erpnext.payout_setup.after_install"]
-after_migrate = ["frappe_mpesa.install.after_migrate", "frappe_mpesa.erpnext.payout_setup.after_migrate"]
+after_install = [
+	"frappe_mpesa.install.after_install",
+	"frappe_mpesa.erpnext.setup.after_install",
+	"frappe_mpesa.erpnext.payout_setup.after_install",
+]
+after_migrate = [
+	"frappe_mpesa.install.after_migrate",
+	"frappe_mpesa.erpnext.setup.after_migrate",
+	"frappe_mpesa.erpnext.payout_setup.after_migrate",
+]
 # frappe/payments ships a DocType of the same name, "Mpesa Settings": see install.py.
 after_app_install = [
 	"frappe_mpesa.install.after_app_install",
+	"frappe_mpesa.erpnext.setup.after_app_install",
 	"frappe_mpesa.erpnext.payout_setup.after_app_install",
 ]
-before_app_uninstall = "frappe_mpesa.erpnext.payout_setup.before_app_uninstall"
-before_uninstall = ["frappe_mpesa.erpnext.payout_setup.before_uninstall", "frappe_mpesa.install.before_uninstall"]
+before_app_uninstall = [
+	"frappe_mpesa.erpnext.setup.before_app_uninstall",
+	"frappe_mpesa.erpnext.payout_setup.before_app_uninstall",
+]
+before_uninstall = [
+	"frappe_mpesa.erpnext.setup.before_uninstall",
+	"frappe_mpesa.erpnext.payout_setup.before_uninstall",
+	"frappe_mpesa.install.before_uninstall",
+]
 after_uninstall = "frappe_mpesa.install.after_uninstall"
 
-# Payouts into the books (frappe_mpesa/erpnext/payouts.py): a payee row reaching Completed is
-# posted; each handler returns at once on a site without ERPNext.
+# The ERPNext layer (frappe_mpesa/erpnext/) reacts to the app's records; each handler returns at
+# once on a site without ERPNext. records.py moves statuses with db_set, so on_change runs.
 doc_events = {
+	"Mpesa Settings": {"validate": "frappe_mpesa.erpnext.setup.validate_settings"},
+	"Mpesa C2B Payment Register": {"after_insert": "frappe_mpesa.erpnext.c2b_posting.on_register_insert"},
+	"Mpesa Express Request": {"on_change": "frappe_mpesa.erpnext.express_posting.on_change"},
+	"Mpesa Initiator Request": {"on_change": "frappe_mpesa.erpnext.reversal.on_change"},
+	"Payment Entry": {
+		"before_cancel": "frappe_mpesa.erpnext.payment_entry.before_cancel",
+		"on_cancel": "frappe_mpesa.erpnext.payment_entry.on_cancel",
+	},
+	# Payouts (erpnext/payouts.py): a payee row reaching Completed is posted.
 	"B2C Disbursement Payee": {"on_change": "frappe_mpesa.erpnext.payouts.on_payee_change"},
 }
 # "Pay by M-Pesa" in the list of each document a payout pays.
@@ -61,3 +87,7 @@ doctype_list_js = {
 }
 # An employee's payout history, from the Employee form.
 doctype_js = {"Employee": "public/js/employee_payouts.js"}
+
+# Asked in turn by callbacks.validate_c2b, each as fn(settings_name, parsed) -> None to accept or
+# Daraja's rejection code; the first code wins.
+mpesa_c2b_validators = ["frappe_mpesa.erpnext.c2b_validation.validate"]

@@ -5,8 +5,9 @@ On a site with frappe/payments, each Mpesa Settings record has a Payment Gateway
 payments itself makes them. An ERPNext Payment Request on a Phone gateway account of that gateway
 calls the record's controller: ``validate_transaction_currency``, then ``request_for_payment``,
 which sends one STK push through ``api.start_stk_push`` with the Payment Request as the Mpesa
-Express Request's reference. When that request becomes Success, the Payment Request is authorized
-in the same transaction as the status change: the state machine lets Success happen once, so the
+Express Request's reference. When that request becomes Success (``erpnext.express_posting``, on
+the request's on_change), the Payment Request is authorized in the same transaction as the status
+change: the state machine lets Success happen once, so the
 authorization does too.
 
 Nothing of payments or ERPNext is imported at module level: the app runs without them.
@@ -122,8 +123,9 @@ def request_for_payment(settings, **kwargs):
 
 
 def on_express_success(name):
-	"""Authorize the Payment Request an Express Request paid; called by ``records`` in the transaction
-	that moved the request to Success (and only then, so once).
+	"""Authorize the Payment Request an Express Request paid; called by ``erpnext.express_posting``
+	(the request's on_change) in the transaction that moved the request to Success (and only then,
+	so once).
 
 	A failure here (accounting set up incompletely, say) must not undo the Success: the money has
 	moved. It is rolled back on its own and written on the Express Request and the Error Log, for a

@@ -118,6 +118,17 @@ def lock_row(doctype, fieldname, value, fields):
 	return rows[0] if rows else None
 
 
+def is_conflict(error):
+	"""Is ``error`` a unique key refusing a second record? Frappe's database objects have no
+	IntegrityError attribute; they answer for their own driver's errors."""
+	if isinstance(error, frappe.DuplicateEntryError | frappe.UniqueValidationError):
+		return True
+	try:
+		return bool(frappe.db.is_duplicate_entry(error) or frappe.db.is_unique_key_violation(error))
+	except (AttributeError, IndexError, TypeError):
+		return False
+
+
 def apply(settings_name, kind, parsed):
 	"""Apply one parsed callback; an Outcome says what happened. Never raises for a conflict."""
 	refused = blank_correlation(kind, parsed)
@@ -132,8 +143,10 @@ def apply(settings_name, kind, parsed):
 		if kind in ("result", "timeout"):
 			return apply_result(settings_name, kind, parsed)
 		return Outcome(INVALID, note=f"no record is kept for {kind} callbacks")
-	except (frappe.DuplicateEntryError, frappe.UniqueValidationError, frappe.db.IntegrityError) as error:
+	except Exception as error:
 		# Another record already holds this receipt or id: a replay aimed elsewhere, or a bug.
+		if not is_conflict(error):
+			raise
 		frappe.db.rollback(save_point="frappe_mpesa_apply")
 		return Outcome(MISMATCH, note=f"conflicts with an existing record ({type(error).__name__})")
 
@@ -169,7 +182,7 @@ def apply_stk(settings_name, parsed):
 			# An STK query settled it first, and queries carry no receipt: the callback adds it.
 			frappe.db.set_value(EXPRESS, row.name, values)
 			return found
-	return _after_stk_move(_move(found, states.STK, row.status, new, values), new)
+	return _move(found, states.STK, row.status, new, values)
 
 
 def apply_stk_query(name, answer):
@@ -183,18 +196,7 @@ def apply_stk_query(name, answer):
 		"result_code": states.result_code_text(answer.get("ResultCode")),
 		"result_desc": answer.get("ResultDesc"),
 	}
-	return _after_stk_move(_move(Outcome(APPLIED, EXPRESS, name), states.STK, row.status, new, values), new)
-
-
-def _after_stk_move(outcome, new):
-	"""What a successful push pays for learns it in the transaction that records the Success. That
-	move happens once (Success is final, and the row is locked), so this happens once too."""
-	if outcome.status == APPLIED and new == "Success":
-		# Imported here: payment_requests builds on api, which builds on this module.
-		from frappe_mpesa import payment_requests
-
-		payment_requests.on_express_success(outcome.reference_name)
-	return outcome
+	return _move(Outcome(APPLIED, EXPRESS, name), states.STK, row.status, new, values)
 
 
 # ---- C2B ------------------------------------------------------------------------------

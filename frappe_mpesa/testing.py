@@ -256,6 +256,8 @@ def delete_settings(name):
 			frappe.db.delete("Mpesa Account Balance", {"parent": row})
 			frappe.db.delete("B2C Disbursement Payee", {"parent": row})
 			frappe.db.delete(doctype, {"name": row})
+	# Child rows (matching rules) too: a record made again under this name must not inherit them.
+	frappe.db.delete("Mpesa C2B Matching Rule", {"parenttype": "Mpesa Settings", "parent": name})
 	if frappe.db.exists("Mpesa Settings", name):
 		settings_store.TokenStore(name).forget()
 		frappe.db.delete("__Auth", {"doctype": "Mpesa Settings", "name": name})

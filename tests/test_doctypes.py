@@ -165,10 +165,79 @@ def roles_with(doc, flag, permlevel=0):
 	return {p["role"] for p in doc["permissions"] if p.get(flag) and p.get("permlevel", 0) == permlevel}
 
 
-def test_settings_and_certificate_are_for_system_managers_only():
-	for name in ("Mpesa Settings", "Mpesa Public Key Certificate"):
-		doc = BY_NAME[name]
-		assert {p["role"] for p in doc["permissions"]} == {"System Manager"}
+def test_certificate_is_for_system_managers_only():
+	doc = BY_NAME["Mpesa Public Key Certificate"]
+	assert {p["role"] for p in doc["permissions"]} == {"System Manager"}
+
+
+def test_accounts_staff_read_settings_but_no_secret():
+	doc = BY_NAME["Mpesa Settings"]
+	levels = {p.get("permlevel", 0) for p in doc["permissions"]}
+	assert levels == {0, 1}
+	for flag in PERM_FLAGS - {"read", "select"}:
+		assert roles_with(doc, flag) <= {"System Manager"}, flag
+		assert roles_with(doc, flag, permlevel=1) <= {"System Manager"}, flag
+	assert roles_with(doc, "read") == {"System Manager", "Accounts Manager", "Accounts User"}
+	assert roles_with(doc, "read", permlevel=1) == {"System Manager"}
+	assert roles_with(doc, "write", permlevel=1) == {"System Manager"}
+	fields = {field["fieldname"]: field for field in doc["fields"]}
+	# Secrets, the credentials that go with them and the callback plumbing sit on permlevel 1.
+	hidden = SECRET_FIELDS | {"consumer_key", "initiator_name", "callback_id", "callback_allowlist", "token_expires_at"}
+	for name in hidden:
+		assert fields[name].get("permlevel") == 1, name
+	for name in ("payment_gateway_name", "enabled", "environment", "business_shortcode", "transaction_limit"):
+		assert fields[name].get("permlevel", 0) == 0, name
+
+
+def test_amounts_are_shown_in_kes():
+	"""Every Currency field names a field holding its currency (Frappe formats it with that, not
+	with the site's default currency), and that field holds KES unless Daraja says otherwise."""
+	for name, doc in BY_NAME.items():
+		fields = {field["fieldname"]: field for field in doc["fields"]}
+		for field in doc["fields"]:
+			if field["fieldtype"] != "Currency":
+				continue
+			currency = fields.get(field.get("options"))
+			assert currency, (name, field["fieldname"])
+			if name == "Mpesa Account Balance":
+				continue  # each balance row carries the currency Daraja reported
+			assert currency["default"] == "KES" and currency.get("read_only"), (name, currency)
+	limit = next(f for f in BY_NAME["Mpesa Settings"]["fields"] if f["fieldname"] == "transaction_limit")
+	assert limit["fieldtype"] in ("Currency", "Int")
+
+
+def test_grids_fit_their_columns():
+	"""Frappe's grid has 10 column units; fields beyond them are cut off."""
+	for name, doc in BY_NAME.items():
+		if not doc.get("istable"):
+			continue
+		shown = [field for field in doc["fields"] if field.get("in_list_view")]
+		assert sum(field.get("columns") or 2 for field in shown) <= 10, name
+
+
+def test_workspace():
+	path = APP / "m_pesa" / "workspace" / "m_pesa" / "m_pesa.json"
+	doc = json.loads(path.read_text())
+	assert (doc["doctype"], doc["name"], doc["module"], doc["public"]) == ("Workspace", "M-Pesa", "M-Pesa", 1)
+	assert {row["role"] for row in doc["roles"]} == {"System Manager", "Accounts Manager", "Accounts User"}
+	shortcuts = {row["link_to"] for row in doc["shortcuts"]}
+	assert shortcuts == set(BY_NAME) - {"Mpesa Account Balance"}
+	for row in doc["shortcuts"]:
+		# Frappe counts the rows of every other DocType shortcut, and a Single has no table.
+		if BY_NAME[row["link_to"]].get("issingle"):
+			assert row["doc_view"] == "New", row
+	links = {row["link_to"] for row in doc["links"] if row["type"] == "Link"}
+	assert links <= set(BY_NAME)
+	# Every shortcut and card the page's content places exists.
+	content = json.loads(doc["content"])
+	labels = {row["label"] for row in doc["shortcuts"]}
+	cards = {row["label"] for row in doc["links"] if row["type"] == "Card Break"}
+	for block in content:
+		if block["type"] == "shortcut":
+			assert block["data"]["shortcut_name"] in labels, block
+		if block["type"] == "card":
+			assert block["data"]["card_name"] in cards, block
+	assert {b["data"]["shortcut_name"] for b in content if b["type"] == "shortcut"} == labels
 
 
 def test_secrets_are_password_fields():

@@ -7,7 +7,14 @@ const B2C_COLORS = {
 };
 
 frappe.ui.form.on("B2C Payment Disbursement", {
+	setup(frm) {
+		frm.set_query("mpesa_settings", () => ({ filters: { enabled: 1 } }));
+	},
 	refresh(frm) {
+		// An input shows a bare number: its label says the currency.
+		frm.set_currency_labels(["total_amount", "completed_amount", "total_charges"], frm.doc.currency || "KES");
+		// Transaction Status and retries are asked by a manager (the API checks the role as well).
+		const manager = frappe.user.has_role("Accounts Manager") || frappe.user.has_role("System Manager");
 		if (frm.doc.status) frm.page.set_indicator(__(frm.doc.status), B2C_COLORS[frm.doc.status] || "gray");
 		frm.set_df_property("payees", "cannot_add_rows", frm.doc.docstatus !== 0);
 		if (frm.doc.docstatus === 1 && frm.doc.payee_count) {
@@ -25,7 +32,7 @@ frappe.ui.form.on("B2C Payment Disbursement", {
 				// Progress while the job sends: reload until every row is settled or unknown.
 				setTimeout(() => frm.doc.docstatus === 1 && !frm.is_dirty() && frm.reload_doc(), 5000);
 			}
-			if ((frm.doc.unknown_count || 0) + (frm.doc.in_flight_count || 0) > 0) {
+			if (manager && (frm.doc.unknown_count || 0) + (frm.doc.in_flight_count || 0) > 0) {
 				frm.add_custom_button(__("Query status"), () =>
 					frappe.call({
 						method: "frappe_mpesa.m_pesa.doctype.b2c_payment_disbursement.b2c_payment_disbursement.query_unresolved",
@@ -34,7 +41,7 @@ frappe.ui.form.on("B2C Payment Disbursement", {
 					}).then((r) => frappe.show_alert({ message: __("Status asked for {0} payees", [r.message]), indicator: "blue" }))
 				);
 			}
-			if (frm.doc.failed_count) {
+			if (manager && frm.doc.failed_count) {
 				frm.add_custom_button(__("Retry confirmed failures"), () =>
 					frappe.confirm(__("Send again every payee whose failure Daraja confirmed?"), () =>
 						frappe.call({

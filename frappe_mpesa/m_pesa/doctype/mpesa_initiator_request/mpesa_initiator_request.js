@@ -1,10 +1,12 @@
 // Copyright (c) 2026, frappe_mpesa developers and contributors
 // For license information, please see license.txt
 
-// A reversal awaiting approval: another Accounts Manager sends it or rejects it (the server checks
-// who may; these buttons only offer it).
 frappe.ui.form.on("Mpesa Initiator Request", {
 	refresh(frm) {
+		// Recorded by the app from Daraja's answers: nothing here is edited by hand.
+		frm.disable_save();
+		// A reversal awaiting approval: another Accounts Manager sends it or rejects it (the server
+		// checks who may; these buttons only offer it).
 		if (frm.doc.request_type !== "Reversal" || frm.doc.status !== "Awaiting Approval") return;
 		const act = (method, message) =>
 			frappe

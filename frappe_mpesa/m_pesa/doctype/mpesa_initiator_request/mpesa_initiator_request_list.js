@@ -1,0 +1,14 @@
+// Copyright (c) 2026, frappe_mpesa developers and contributors
+// For license information, please see license.txt
+
+// The form header shows the same indicator (frappe.get_indicator reads these settings).
+
+frappe.listview_settings["Mpesa Initiator Request"] = {
+	add_fields: ["status"],
+	get_indicator(doc) {
+		const colors = {
+			"Awaiting Approval": "orange", Rejected: "gray", Queued: "blue", Sent: "orange", Completed: "green", Failed: "red", Unknown: "yellow",
+		};
+		return [__(doc.status), colors[doc.status] || "gray", `status,=,${doc.status}`];
+	},
+};
