@@ -288,7 +288,7 @@ class TestPayoutPosting(ServedSandboxTestCase):
 		advance.submit()
 		supplier_name = f"M-Pesa Test Supplier {tag}"
 		supplier = frappe.get_doc(
-			{"doctype": "Supplier", "supplier_name": supplier_name, "supplier_group": frappe.db.get_value("Supplier Group", {"is_group": 0}, "name"), "mpesa_number": "254712999001"}
+			{"doctype": "Supplier", "supplier_name": supplier_name, "supplier_group": frappe.db.get_value("Supplier Group", {"is_group": 0}, "name"), "mpesa_number": "254712999001", "default_currency": "KES"}
 		).insert(ignore_permissions=True)
 		item = "M-Pesa Test Service"
 		if not frappe.db.exists("Item", item):
@@ -302,6 +302,9 @@ class TestPayoutPosting(ServedSandboxTestCase):
 				"company": COMPANY,
 				"posting_date": "2026-11-20",
 				"credit_to": "Creditors - TSL",
+				# The company's currency, whatever the site's default (another test sets that).
+				"currency": "KES",
+				"conversion_rate": 1,
 				"items": [{"item_code": item, "qty": 1, "rate": 3200, "expense_account": SALARY, "cost_center": "Main - TSL"}],
 			}
 		)
