@@ -32,16 +32,36 @@ scheduler_events = {
 			"frappe_mpesa.tasks.resolve_disbursements",
 			"frappe_mpesa.tasks.match_unmatched_callbacks",
 			"frappe_mpesa.erpnext.c2b_posting.post_pending",
+			"frappe_mpesa.erpnext.payouts.post_pending",
 		],
 	},
 }
 
-after_install = ["frappe_mpesa.install.after_install", "frappe_mpesa.erpnext.setup.after_install"]
-after_migrate = ["frappe_mpesa.install.after_migrate", "frappe_mpesa.erpnext.setup.after_migrate"]
+after_install = [
+	"frappe_mpesa.install.after_install",
+	"frappe_mpesa.erpnext.setup.after_install",
+	"frappe_mpesa.erpnext.payout_setup.after_install",
+]
+after_migrate = [
+	"frappe_mpesa.install.after_migrate",
+	"frappe_mpesa.erpnext.setup.after_migrate",
+	"frappe_mpesa.erpnext.payout_setup.after_migrate",
+]
 # frappe/payments ships a DocType of the same name, "Mpesa Settings": see install.py.
-after_app_install = ["frappe_mpesa.install.after_app_install", "frappe_mpesa.erpnext.setup.after_app_install"]
-before_app_uninstall = "frappe_mpesa.erpnext.setup.before_app_uninstall"
-before_uninstall = ["frappe_mpesa.erpnext.setup.before_uninstall", "frappe_mpesa.install.before_uninstall"]
+after_app_install = [
+	"frappe_mpesa.install.after_app_install",
+	"frappe_mpesa.erpnext.setup.after_app_install",
+	"frappe_mpesa.erpnext.payout_setup.after_app_install",
+]
+before_app_uninstall = [
+	"frappe_mpesa.erpnext.setup.before_app_uninstall",
+	"frappe_mpesa.erpnext.payout_setup.before_app_uninstall",
+]
+before_uninstall = [
+	"frappe_mpesa.erpnext.setup.before_uninstall",
+	"frappe_mpesa.erpnext.payout_setup.before_uninstall",
+	"frappe_mpesa.install.before_uninstall",
+]
 after_uninstall = "frappe_mpesa.install.after_uninstall"
 
 # The ERPNext layer (frappe_mpesa/erpnext/) reacts to the app's records; each handler returns at
@@ -62,7 +82,18 @@ doc_events = {
 		"before_cancel": "frappe_mpesa.erpnext.payment_entry.before_cancel",
 		"on_cancel": "frappe_mpesa.erpnext.payment_entry.on_cancel",
 	},
+	# Payouts (erpnext/payouts.py): a payee row reaching Completed is posted.
+	"B2C Disbursement Payee": {"on_change": "frappe_mpesa.erpnext.payouts.on_payee_change"},
 }
+# "Pay by M-Pesa" in the list of each document a payout pays.
+doctype_list_js = {
+	"Salary Slip": "public/js/pay_by_mpesa.js",
+	"Expense Claim": "public/js/pay_by_mpesa.js",
+	"Employee Advance": "public/js/pay_by_mpesa.js",
+	"Purchase Invoice": "public/js/pay_by_mpesa.js",
+}
+# An employee's payout history, from the Employee form.
+doctype_js = {"Employee": "public/js/employee_payouts.js"}
 
 # The checkout buttons on the sale's own form; loaded only where those DocTypes exist.
 doctype_js = {

@@ -8,16 +8,19 @@ that is "Unknown", resolved by a Transaction Status query, never by sending agai
 
 import hashlib
 import hmac
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import frappe
 from frappe import _
 from frappe.utils import add_to_date, cint, flt, now_datetime
 from frappe.utils.password import get_encryption_key
 
-from frappe_mpesa import records, settings_store, states
+from frappe_mpesa import daraja, records, settings_store, states
 from frappe_mpesa.settings_store import DarajaCallError, callback_url, get_settings, outcome_unknown
 
 B2C = records.B2C
+PAYEE = records.PAYEE
 INITIATOR = records.INITIATOR
 
 # Initiator request type -> the Client method and how to build its arguments.
@@ -213,8 +216,8 @@ def reject_reversal(name):
 
 
 def approval_digest(row):
-	"""What a B2C approver approved, sealed with the site's key: the disbursement, its settings,
-	payee, amount and command, the approver and the OriginatorConversationID."""
+	"""What a B2C approver approved for one payee, sealed with the site's key: the row, its batch's
+	settings and command, the payee, amount, approver and the row's OriginatorConversationID."""
 	message = "\0".join(
 		str(value or "")
 		for value in (
@@ -230,102 +233,266 @@ def approval_digest(row):
 	return hmac.new(get_encryption_key().encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
+def batch_digest(batch):
+	"""The batch's seal: its settings, command and approver, and every row's own seal."""
+	message = "\0".join(
+		[batch.name, batch.mpesa_settings, batch.command_id, batch.approved_by or ""]
+		+ sorted(row.approval_digest or "" for row in batch.payees)
+	)
+	return hmac.new(get_encryption_key().encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
 def ever_sent(row):
 	"""True when anything shows a request may have gone out: the moment of sending (set once, never
-	cleared by the app), Daraja's answer or a result. Such a disbursement is only ever queried."""
+	cleared by the app), Daraja's answer or a result. Such a payee is only ever queried."""
 	return (
 		bool(row.request_sent_on or row.conversation_id or row.transaction_receipt or row.result_code)
 		or row.status != "Queued"
 	)
 
 
-def send_disbursement(name):
-	"""Send a submitted, Queued B2C disbursement once (the background job after submit).
+# How many B2C requests of one batch are in flight at once (site config ``mpesa_b2c_concurrency``).
+DEFAULT_CONCURRENCY = 4
+MAX_CONCURRENCY = 32
+ROW_FIELDS = (
+	"name",
+	"idx",
+	"status",
+	"phone",
+	"amount",
+	"remarks",
+	"originator_conversation_id",
+	"conversation_id",
+	"transaction_receipt",
+	"result_code",
+	"request_sent_on",
+	"approval_digest",
+)
 
-	Under the row lock: nothing that has ever been sent is sent again, and only what the approver
-	approved (the approval digest) is sent at all; a row changed since is voided, not sent.
-	"""
-	row = records.lock_row(
-		B2C,
-		"name",
-		name,
-		[
-			"name",
-			"docstatus",
-			"status",
-			"request_sent_on",
-			"conversation_id",
-			"transaction_receipt",
-			"result_code",
-			"mpesa_settings",
-			"originator_conversation_id",
-			"phone",
-			"amount",
-			"command_id",
-			"remarks",
-			"occasion",
-			"approved_by",
-			"approval_digest",
-		],
+
+def concurrency():
+	value = cint(frappe.conf.get("mpesa_b2c_concurrency") or DEFAULT_CONCURRENCY)
+	return max(1, min(value, MAX_CONCURRENCY))
+
+
+def batch_rows(name):
+	return frappe.get_all(
+		PAYEE, filters={"parent": name, "parenttype": B2C}, fields=list(ROW_FIELDS), order_by="idx asc"
 	)
-	if not row or row.docstatus != 1 or ever_sent(row) or not row.originator_conversation_id:
-		frappe.db.rollback()
+
+
+def send_disbursement(name):
+	"""The job after submit (kept under its old name): see send_batch."""
+	return send_batch(name)
+
+
+def send_batch(name, workers=None):
+	"""Send every payee of a submitted batch that was never sent, once each; returns the batch's
+	status, or None when nothing was to be sent (or another worker holds the batch).
+
+	The ids were committed with the submission. For each slice of rows the moment of sending is
+	committed first; then the requests go out from a thread pool through the settings' one Client,
+	and the answers are recorded here, in this thread. The threads never touch the database:
+	Frappe's connection (``frappe.local.db``) belongs to this thread, a thread of its own would need
+	its own site context and connection, and its commits would interleave with this one's row locks.
+	A worker that dies mid-slice leaves rows whose moment of sending is set and no answer: the next
+	run moves them to Unknown, and Transaction Status (never a second request) finds their outcome.
+	"""
+	batch = frappe.db.get_value(
+		B2C, name, ["name", "docstatus", "mpesa_settings", "command_id", "occasion", "approved_by"], as_dict=True
+	)
+	if not batch or batch.docstatus != 1:
 		return None
-	if not hmac.compare_digest(row.approval_digest or "", approval_digest(row)):
-		frappe.db.set_value(
-			B2C,
-			name,
-			{
-				"status": "Failed",
-				"error": _("Changed after approval: nothing was sent. Submit an amended copy."),
-			},
-		)
-		frappe.db.commit()
-		return "Failed"
+	# A named lock, held by this connection, so two workers never send one batch at once; the
+	# database frees it if this process dies.
+	lock = f"frappe_mpesa_b2c_{name}"[:64]
+	if not frappe.db.sql("select get_lock(%s, 0)", (lock,))[0][0]:
+		return None
 	try:
-		settings = get_settings(row.mpesa_settings)
+		return _send_batch(batch, workers or concurrency())
+	finally:
+		frappe.db.sql("select release_lock(%s)", (lock,))
+
+
+def _send_batch(batch, workers):
+	rows = batch_rows(batch.name)
+	interrupted = [r for r in rows if r.status == "Queued" and ever_sent(r)]
+	if interrupted:
+		_record(
+			batch.name,
+			[
+				(
+					r.name,
+					"Unknown",
+					{"error": _("The sending worker stopped after this request went out: its outcome is found by Transaction Status")},
+				)
+				for r in interrupted
+			],
+		)
+	todo = []
+	voided = []
+	for r in rows:
+		if r.status != "Queued" or ever_sent(r) or not r.originator_conversation_id:
+			continue
+		facts = frappe._dict(r, mpesa_settings=batch.mpesa_settings, command_id=batch.command_id, approved_by=batch.approved_by)
+		if hmac.compare_digest(r.approval_digest or "", approval_digest(facts)):
+			todo.append(r)
+		else:
+			voided.append(
+				(r.name, "Failed", {"failure_confirmed": 1, "error": _("Changed after approval: nothing was sent")})
+			)
+	if voided:
+		_record(batch.name, voided)
+	if not todo:
+		return records.refresh_batch_status(batch.name)
+	try:
+		settings = get_settings(batch.mpesa_settings)
 		arguments = initiator_arguments(settings)
+		arguments["party_a"] = settings_store.initiator_shortcode(settings)
+		client = settings_store.get_client(settings)
 	except frappe.ValidationError as error:
-		# Nothing was sent: the approver fixes the settings and submits an amended copy.
-		frappe.db.set_value(B2C, name, {"status": "Failed", "error": str(error)})
-		frappe.db.commit()
-		return "Failed"
-	# Committed before the request: from here on this disbursement is never sent again.
-	frappe.db.set_value(B2C, name, "request_sent_on", now_datetime())
-	frappe.db.commit()
-	try:
-		answer = settings_store.call(
-			settings,
-			"b2c_payment",
-			command_id=row.command_id,
-			amount=whole(row.amount),
-			party_a=settings_store.initiator_shortcode(settings),
-			phone=row.phone,
-			remarks=row.remarks,
-			occasion=row.occasion or None,
-			originator_conversation_id=row.originator_conversation_id,
-			**arguments,
+		# Nothing was sent: the approver fixes the settings; a person retries the rows.
+		_record(batch.name, [(r.name, "Failed", {"failure_confirmed": 1, "error": str(error)}) for r in todo])
+		return records.refresh_batch_status(batch.name)
+	slice_size = workers * 4
+	with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mpesa-b2c") as pool:
+		for start in range(0, len(todo), slice_size):
+			chunk = _claim(batch.name, todo[start : start + slice_size])
+			if not chunk:
+				continue
+			try:
+				# Fetched (or renewed) here, where the token store may use the database: the
+				# threads then find it in the core's cache.
+				settings_store.call(settings, "access_token")
+			except DarajaCallError:
+				pass  # each request then fails on its own, before anything is sent
+			requests = [
+				dict(
+					arguments,
+					command_id=batch.command_id,
+					amount=whole(r.amount),
+					phone=r.phone,
+					remarks=r.remarks or "Payment",
+					occasion=batch.occasion or None,
+					originator_conversation_id=r.originator_conversation_id,
+				)
+				for r in chunk
+			]
+			answers = list(pool.map(lambda kwargs: _b2c_request(client, kwargs), requests))
+			_record(batch.name, [_answer_move(r, answer) for r, answer in zip(chunk, answers, strict=True)])
+	return records.refresh_batch_status(batch.name)
+
+
+def _claim(batch_name, rows):
+	"""Commit the moment of sending for the rows still never sent; returns those rows."""
+	records.lock_row(B2C, "name", batch_name, ["name"])
+	claimed = []
+	for r in rows:
+		fresh = records.lock_row(PAYEE, "name", r.name, list(ROW_FIELDS))
+		if fresh and fresh.status == "Queued" and not ever_sent(fresh):
+			claimed.append(r)
+	if claimed:
+		frappe.db.sql(
+			f"update `tab{PAYEE}` set request_sent_on = %s where name in ({', '.join(['%s'] * len(claimed))})",
+			(now_datetime(), *(r.name for r in claimed)),
 		)
-	except DarajaCallError as error:
-		new = "Unknown" if outcome_unknown(error) else "Failed"
-		_b2c_move(name, new, {"error": str(error)})
-		return new
+	frappe.db.commit()
+	return claimed
+
+
+def _b2c_request(client, kwargs):
+	"""One B2C request, in a pool thread: no database, no Frappe context. Returns Daraja's answer
+	or the exception (a failure the main thread records)."""
+	try:
+		return client.b2c_payment(**kwargs)
+	except Exception as error:  # recorded by the main thread as Failed or Unknown
+		return error
+
+
+def _answer_move(row, answer):
+	"""(row, new status, values) for one request's answer or exception."""
+	if isinstance(answer, BaseException):
+		if not isinstance(answer, daraja.DarajaError):
+			# Not the core's error: whether the request went out cannot be told.
+			return row.name, "Unknown", {"error": f"{type(answer).__name__}: {answer}"}
+		error = DarajaCallError.from_error(answer)
+		if outcome_unknown(error):
+			return row.name, "Unknown", {"error": str(error)}
+		# Refused before sending (bad input, no connection) or by Daraja's gateway with a 4xx: nothing
+		# moved. A 5xx says nothing certain; Failed, but not confirmed until Daraja says so.
+		status = getattr(answer, "http_status", None) or 0
+		confirmed = not isinstance(answer, daraja.APIError) or 400 <= cint(status) < 500
+		return row.name, "Failed", {"error": str(error), "failure_confirmed": 1 if confirmed else 0}
 	values = {"conversation_id": answer.get("ConversationID") or None}
 	if answer.get("OriginatorConversationID") not in (None, row.originator_conversation_id):
 		values["error"] = _("Daraja answered with another OriginatorConversationID: {0}").format(
 			answer.get("OriginatorConversationID")
 		)
-	return _b2c_move(name, "Sent", values)
+	return row.name, "Sent", values
 
 
-def _b2c_move(name, new, values):
-	"""Record an answer; the status only moves forward (a result may already have arrived)."""
-	row = records.lock_row(B2C, "name", name, ["status"])
-	if states.can_move(states.INITIATOR, row.status, new):
-		values["status"] = new
-	frappe.db.set_value(B2C, name, {k: v for k, v in values.items() if v is not None})
+def _record(batch_name, moves):
+	"""Record answers (status only forward: a result may already have arrived); commits."""
+	records.lock_row(B2C, "name", batch_name, ["name"])
+	for row_name, new, values in moves:
+		records.move_payee(row_name, new, values)
+	records.refresh_batch(batch_name)
 	frappe.db.commit()
-	return values.get("status", row.status)
+
+
+def retry_failed(name, rows=None):
+	"""A person (an Accounts Manager who made none of the batch) retries Failed payees whose failure
+	Daraja confirmed: each becomes a new row with a new OriginatorConversationID, sealed under the
+	batch's approval, and is sent by the job. Returns the new rows' names."""
+	from frappe_mpesa.settings_store import require_roles
+
+	require_roles(("Accounts Manager",))
+	batch = frappe.get_doc(B2C, name)
+	if batch.docstatus != 1:
+		frappe.throw(_("Only a submitted disbursement is retried"))
+	if frappe.session.user in batch.makers():
+		frappe.throw(_("You made this disbursement or set a payee: another Accounts Manager must retry it"), frappe.PermissionError)
+	records.lock_row(B2C, "name", name, ["name"])
+	wanted = set(rows or ())
+	made = []
+	for row in batch.payees:
+		if wanted and row.name not in wanted:
+			continue
+		fresh = records.lock_row(PAYEE, "name", row.name, ["status", "failure_confirmed", "retried"])
+		if fresh.status != "Failed" or fresh.retried:
+			continue
+		if not fresh.failure_confirmed:
+			if wanted:
+				frappe.throw(
+					_("Payee row {0}: its failure is not confirmed by Daraja; query its status first").format(row.idx)
+				)
+			continue
+		child = frappe.get_doc(
+			{
+				"doctype": PAYEE,
+				"parent": name,
+				"parenttype": B2C,
+				"parentfield": "payees",
+				"idx": len(batch.payees) + len(made) + 1,
+				"docstatus": 1,
+				**{f: row.get(f) for f in ("party_type", "party", "payee_name", "phone", "amount", "reference_doctype", "reference_name", "remarks", "payee_set_by")},
+				"status": "Queued",
+				"retry_of": row.name,
+				"originator_conversation_id": str(uuid.uuid4()),
+			}
+		)
+		child.set_new_name()
+		child.approval_digest = approval_digest(
+			frappe._dict(child.as_dict(), mpesa_settings=batch.mpesa_settings, command_id=batch.command_id, approved_by=batch.approved_by)
+		)
+		child.db_insert()
+		frappe.db.set_value(PAYEE, row.name, "retried", 1, update_modified=False)
+		made.append(child.name)
+	if made:
+		records.refresh_batch(name)
+		frappe.db.commit()
+		frappe.enqueue("frappe_mpesa.initiator.send_batch", name=name, queue="long", timeout=3600, enqueue_after_commit=True)
+	return made
 
 
 def whole(amount):
@@ -337,45 +504,54 @@ def whole(amount):
 
 
 def resolve_disbursements(minutes=10, limit=50):
-	"""Ask Daraja about disbursements left Sent or Unknown (or whose job never ran)."""
+	"""Ask Daraja about payees left Sent or Unknown (or whose batch's job never ran)."""
 	cutoff = add_to_date(now_datetime(), minutes=-minutes)
-	# Submitted but never sent (the job was lost): sending is still safe, nothing went out.
+	# Submitted, with payees never sent (the job was lost): sending those is still safe.
 	for name in frappe.get_all(
-		B2C,
-		filters={
-			"docstatus": 1,
-			"status": "Queued",
-			"request_sent_on": ("is", "not set"),
-			"modified": ("<", cutoff),
-		},
-		pluck="name",
+		PAYEE,
+		filters={"docstatus": 1, "status": "Queued", "request_sent_on": ("is", "not set"), "modified": ("<", cutoff)},
+		pluck="parent",
+		distinct=True,
 		limit=limit,
 	):
-		send_disbursement(name)
-	unresolved = frappe.get_all(
-		B2C,
-		filters={
-			"docstatus": 1,
-			"status": ("in", ("Sent", "Unknown", "Queued")),
-			"request_sent_on": ("<", cutoff),
-		},
-		or_filters=[["last_status_query", "is", "not set"], ["last_status_query", "<", cutoff]],
-		fields=["name", "mpesa_settings", "originator_conversation_id", "transaction_receipt"],
+		send_batch(name)
+	resolve_payees(
+		filters={"docstatus": 1, "status": ("in", ("Sent", "Unknown", "Queued")), "request_sent_on": ("<", cutoff)},
+		cutoff=cutoff,
 		limit=limit,
 	)
+
+
+def resolve_payees(filters, cutoff=None, limit=50):
+	"""One Transaction Status query for each payee matching ``filters`` (not queried since
+	``cutoff``); the answer settles it through records.settle_b2c_from_status."""
+	or_filters = [["last_status_query", "is", "not set"]]
+	if cutoff:
+		or_filters.append(["last_status_query", "<", cutoff])
+	unresolved = frappe.get_all(
+		PAYEE,
+		filters=filters,
+		or_filters=or_filters,
+		fields=["name", "parent", "originator_conversation_id", "transaction_receipt"],
+		limit=limit,
+	)
+	settings_of = {}
 	for row in unresolved:
-		frappe.db.set_value(B2C, row.name, "last_status_query", now_datetime(), update_modified=False)
+		if row.parent not in settings_of:
+			settings_of[row.parent] = frappe.db.get_value(B2C, row.parent, "mpesa_settings")
+		frappe.db.set_value(PAYEE, row.name, "last_status_query", now_datetime(), update_modified=False)
 		frappe.db.commit()
 		try:
 			start_request(
-				row.mpesa_settings,
+				settings_of[row.parent],
 				"Transaction Status",
 				transaction_id=row.transaction_receipt or None,
 				original_conversation_id=None if row.transaction_receipt else row.originator_conversation_id,
 				remarks="Status of a disbursement",
-				reference_doctype=B2C,
+				reference_doctype=PAYEE,
 				reference_name=row.name,
 			)
 		except frappe.ValidationError:
 			frappe.log_error(title=f"Transaction Status query for {row.name} failed")
 			frappe.db.commit()
+	return len(unresolved)

@@ -25,6 +25,8 @@ SETTINGS = "Mpesa Settings"
 EXPRESS = "Mpesa Express Request"
 C2B = "Mpesa C2B Payment Register"
 B2C = "B2C Payment Disbursement"
+# Each payee of a B2C batch: its own OriginatorConversationID, status and receipt.
+PAYEE = "B2C Disbursement Payee"
 INITIATOR = "Mpesa Initiator Request"
 LOG = "Mpesa Callback Log"
 
@@ -249,14 +251,30 @@ def apply_c2b_confirmation(settings_name, parsed):
 # ---- results of the initiator APIs (B2C, status, balance, reversal) -----------------------------
 
 
+def lock_payee(fieldname, value):
+	"""The payee row whose ``fieldname`` is ``value``, with its batch's settings and docstatus, locked
+	(batch first, then row: every writer of a batch's rows takes them in this order); or None."""
+	if not value:
+		return None
+	parent = frappe.db.get_value(PAYEE, {fieldname: value, "parenttype": B2C}, "parent")
+	if not parent:
+		return None
+	batch = lock_row(B2C, "name", parent, ["name", "mpesa_settings", "docstatus"])
+	row = lock_row(
+		PAYEE,
+		fieldname,
+		value,
+		["name", "parent", "status", "amount", "conversation_id", "transaction_receipt", "docstatus"],
+	)
+	if not batch or not row or row.parent != parent:
+		return None
+	row.mpesa_settings, row.docstatus = batch.mpesa_settings, batch.docstatus
+	return row
+
+
 def apply_result(settings_name, kind, parsed):
 	ocid = parsed.get("OriginatorConversationID")
-	row = lock_row(
-		B2C,
-		"originator_conversation_id",
-		ocid,
-		["name", "status", "amount", "mpesa_settings", "conversation_id", "docstatus"],
-	)
+	row = lock_payee("originator_conversation_id", ocid)
 	if row:
 		return apply_b2c_result(settings_name, kind, parsed, row)
 	row = lock_row(
@@ -298,7 +316,8 @@ def _result_values(row, parsed):
 
 
 def apply_b2c_result(settings_name, kind, parsed, row):
-	found = Outcome(APPLIED, B2C, row.name)
+	"""A B2C result applied to its payee row (``row`` from lock_payee), and the batch's totals."""
+	found = Outcome(APPLIED, PAYEE, row.name)
 	if row.mpesa_settings != settings_name or row.docstatus != 1:
 		return _mismatch(found, "the disbursement belongs to other Mpesa Settings or is not submitted")
 	if not _same_conversation(row, parsed):
@@ -320,8 +339,12 @@ def apply_b2c_result(settings_name, kind, parsed, row):
 			transaction_receipt=receipt,
 			receiver_name=parsed.get("ReceiverPartyPublicName"),
 			completed_on=local_datetime(parsed.get("TransactionCompletedDateTime")) or now_datetime(),
+			charges=b2c_charges(parsed),
 		)
-	return _move(found, states.INITIATOR, row.status, new, values)
+	elif new == "Failed":
+		# Daraja's own result: the payment did not happen.
+		values["failure_confirmed"] = 1
+	return _after_payee_move(row.parent, _move(found, states.INITIATOR, row.status, new, values))
 
 
 def apply_initiator_result(settings_name, kind, parsed, row):
@@ -388,7 +411,7 @@ def apply_initiator_result(settings_name, kind, parsed, row):
 			}
 		)
 		child.db_insert()
-	if row.request_type == "Transaction Status" and row.reference_doctype == B2C and row.reference_name:
+	if row.request_type == "Transaction Status" and row.reference_doctype in (PAYEE, B2C) and row.reference_name:
 		settled = settle_b2c_from_status(row.reference_name, parsed)
 		if settled is not None and settled.note:
 			# Recorded here, or a disbursement left unsettled (or settled unchecked) says nothing.
@@ -397,12 +420,15 @@ def apply_initiator_result(settings_name, kind, parsed, row):
 
 
 def settle_b2c_from_status(name, parsed):
-	"""A Transaction Status result about a disbursement settles it, if it says something definite."""
+	"""A Transaction Status result about a payee (row ``name``; a disbursement from before batches
+	was migrated to one row of that name) settles it, if it says something definite."""
 	new = states.transaction_status_outcome(parsed.get("success"), parsed.get("TransactionStatus"))
-	row = lock_row(B2C, "name", name, ["name", "status", "amount", "docstatus"])
-	if not new or not row or row.docstatus != 1:
+	if not new:
 		return None
-	found = Outcome(APPLIED, B2C, name)
+	row = lock_payee("name", name)
+	if not row or row.docstatus != 1:
+		return None
+	found = Outcome(APPLIED, PAYEE, name)
 	values = {"result_desc": f"Transaction Status: {parsed.get('TransactionStatus')}"}
 	if new == "Completed":
 		if parsed.get("Amount") is None:
@@ -420,7 +446,103 @@ def settle_b2c_from_status(name, parsed):
 			completed_on=local_datetime(finalised_time(parsed)) or now_datetime(),
 			result_code="0",
 		)
-	return _move(found, states.INITIATOR, row.status, new, values)
+	else:
+		values["failure_confirmed"] = 1
+	return _after_payee_move(row.parent, _move(found, states.INITIATOR, row.status, new, values))
+
+
+# ---- B2C batches --------------------------------------------------------------------------
+
+# Result parameters that report what a B2C payment cost, where Daraja's result carries one.
+CHARGE_KEYS = ("TransactionCharges", "B2CTransactionCharges", "Charges", "DebitPartyCharges")
+
+
+def b2c_charges(parsed):
+	"""The charge a B2C result reports for the payment, or None."""
+	for key in CHARGE_KEYS:
+		value = parsed.get(key)
+		if value not in (None, ""):
+			try:
+				return Decimal(str(value))
+			except InvalidOperation:
+				return None
+	return None
+
+
+def move_payee(name, new, values):
+	"""Record an answer on payee row ``name``: the status only moves forward (a result may already
+	have arrived); the other values are written whatever the status. Call with the batch locked."""
+	row = lock_row(PAYEE, "name", name, ["status"])
+	values = {key: value for key, value in values.items() if value is not None}
+	if states.can_move(states.INITIATOR, row.status, new):
+		_move(Outcome(APPLIED, PAYEE, name), states.INITIATOR, row.status, new, values)
+	elif values:
+		frappe.db.set_value(PAYEE, name, values, update_modified=False)
+
+
+def _after_payee_move(batch_name, outcome):
+	if outcome.status == APPLIED:
+		refresh_batch(batch_name)
+	return outcome
+
+
+def batch_status(counts):
+	"""The batch's status from its rows' {status: count}."""
+	total = sum(counts.values())
+	done, failed, unknown = counts.get("Completed", 0), counts.get("Failed", 0), counts.get("Unknown", 0)
+	if not total:
+		return "Queued"
+	if counts.get("Queued", 0) == total:
+		return "Queued"
+	if counts.get("Queued", 0) or counts.get("Sent", 0):
+		return "Sending"
+	if unknown:
+		return "Unknown"
+	if done == total:
+		return "Completed"
+	if failed == total:
+		return "Failed"
+	return "Partly Completed"
+
+
+def refresh_batch(name):
+	"""Write the batch's counts, totals and status from its rows. Call with the batch locked: the
+	rows are read with a locking read, so committed changes of other transactions are counted."""
+	rows = frappe.db.sql(
+		f"""select status, retried, count(*) as n, coalesce(sum(amount), 0) as amount,
+			coalesce(sum(charges), 0) as charges
+		from `tab{PAYEE}` where parent = %s and parenttype = %s group by status, retried lock in share mode""",
+		(name, B2C),
+		as_dict=True,
+	)
+	counts = {}
+	completed_amount = charges = 0
+	for r in rows:
+		if r.retried:
+			continue  # replaced by its retry
+		counts[r.status] = counts.get(r.status, 0) + r.n
+		if r.status == "Completed":
+			completed_amount += flt(r.amount)
+			charges += flt(r.charges)
+	values = {
+		"completed_count": counts.get("Completed", 0),
+		"failed_count": counts.get("Failed", 0),
+		"unknown_count": counts.get("Unknown", 0),
+		"in_flight_count": counts.get("Queued", 0) + counts.get("Sent", 0),
+		"completed_amount": completed_amount,
+		"total_charges": charges,
+		"status": batch_status(counts),
+	}
+	frappe.db.set_value(B2C, name, values, update_modified=False)
+	return values["status"]
+
+
+def refresh_batch_status(name):
+	"""refresh_batch in its own committed transaction; returns the status."""
+	lock_row(B2C, "name", name, ["name"])
+	status = refresh_batch(name)
+	frappe.db.commit()
+	return status
 
 
 # ---- shared ---------------------------------------------------------------------------

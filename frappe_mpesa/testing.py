@@ -254,6 +254,7 @@ def delete_settings(name):
 	for doctype in TRANSACTION_DOCTYPES:
 		for row in frappe.get_all(doctype, filters={"mpesa_settings": name}, pluck="name"):
 			frappe.db.delete("Mpesa Account Balance", {"parent": row})
+			frappe.db.delete("B2C Disbursement Payee", {"parent": row})
 			frappe.db.delete(doctype, {"name": row})
 	# Child rows (matching rules) too: a record made again under this name must not inherit them.
 	frappe.db.delete("Mpesa C2B Matching Rule", {"parenttype": "Mpesa Settings", "parent": name})

@@ -277,14 +277,32 @@ def test_b2c_maker_and_checker_roles():
 	assert roles_with(doc, "submit") == {"Accounts Manager"}
 	assert roles_with(doc, "cancel") == {"Accounts Manager"}
 	fields = {field["fieldname"]: field for field in doc["fields"]}
-	assert fields["originator_conversation_id"].get("unique") == 1
-	assert fields["transaction_receipt"].get("unique") == 1
+	assert fields["payees"]["options"] == "B2C Disbursement Payee"
 	assert fields["amended_from"]["options"] == doc["name"]
+	payee = BY_NAME["B2C Disbursement Payee"]
+	assert payee["istable"] == 1
+	rows = {field["fieldname"]: field for field in payee["fields"]}
+	# Each payee: its own id and receipt, and at most one ledger entry, each unique in the database.
+	for name in ("originator_conversation_id", "transaction_receipt", "ledger_entry"):
+		assert rows[name].get("unique") == 1, name
 	# Nothing is editable after submission: the app writes its states and Daraja's answers with
 	# db_set, and a user who could edit them could send a payment twice.
 	assert not [name for name, field in fields.items() if field.get("allow_on_submit")]
-	for name in ("status", "originator_conversation_id", "transaction_receipt", "result_code", "payee_set_by"):
+	assert not [name for name, field in rows.items() if field.get("allow_on_submit")]
+	for name in ("status", "payee_set_by", "approved_by", "approval_digest", "total_amount", "completed_count"):
 		assert fields[name].get("read_only") and fields[name].get("no_copy"), name
+	for name in (
+		"status",
+		"originator_conversation_id",
+		"transaction_receipt",
+		"result_code",
+		"request_sent_on",
+		"payee_set_by",
+		"approval_digest",
+		"ledger_entry",
+		"failure_confirmed",
+	):
+		assert rows[name].get("read_only") and rows[name].get("no_copy"), name
 
 
 def test_unique_correlation_ids():

@@ -490,6 +490,30 @@ def test_fault_reset(sb):
 	assert call(sb, "GET", TOKEN_URL, headers=basic()).status == 200
 
 
+def test_fault_random_is_seeded_and_applies_its_mode_at_the_rate(sb):
+	def pattern(seed):
+		sb.clear_faults()
+		sb.fault(OAUTH, "random", rate=0.3, seed=seed, status=503)
+		return [call(sb, "GET", TOKEN_URL, headers=basic()).status for _ in range(40)]
+
+	first = pattern(5)
+	assert set(first) == {200, 503}
+	assert 4 <= first.count(503) <= 20
+	assert pattern(5) == first, "the same seed, the same requests disturbed"
+	assert pattern(6) != first
+	sb.clear_faults()
+	sb.fault(OAUTH, "random", rate=0.0)
+	assert {call(sb, "GET", TOKEN_URL, headers=basic()).status for _ in range(5)} == {200}
+
+
+def test_fault_random_processed_reset_handles_the_request_then_drops_the_answer(sb):
+	sb.fault(STK_PUSH, "random", rate=1.0, then="reset", processed=True)
+	with pytest.raises((ConnectionError, ssl.SSLError)):
+		push(sb)
+	assert sb.count(STK_PUSH) == 1
+	assert len(sb.transactions) == 1, "the push was taken before its answer was lost"
+
+
 def test_fault_invalid_token(sb):
 	sb.fault(STK_PUSH, "invalid_token")
 	assert_envelope(push(sb), 404, "404.001.03", "Invalid Access Token")

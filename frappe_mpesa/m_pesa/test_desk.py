@@ -113,8 +113,7 @@ class TestDesk(ServedSandboxTestCase):
 			{
 				"doctype": "B2C Payment Disbursement",
 				"mpesa_settings": SETTINGS,
-				"phone": PAYER,
-				"amount": 1200,
+				"payees": [{"phone": PAYER, "amount": 1200}],
 				"command_id": "BusinessPayment",
 				"remarks": "Refund for order 9",
 			}

@@ -51,6 +51,7 @@ import hmac
 import http.client
 import itertools
 import json
+import random
 import socket
 import ssl
 import string
@@ -370,8 +371,28 @@ def fault_token_expires_in(params, answer):
 	return reply
 
 
+def fault_random(params, answer):
+	"""With probability ``rate`` (default 0.1), drawn from a generator seeded with ``seed`` (default
+	0) when the fault is installed, apply mode ``then`` (default "status") with the other params;
+	otherwise answer normally. Every request first waits ``wait`` seconds (default 0). ``processed=True`` handles the request first and then applies
+	``then`` (e.g. "reset": the payment is made but its answer is lost)."""
+	rng = params.setdefault("_rng", random.Random(params.get("seed", 0)))
+	if params.get("wait"):
+		time.sleep(float(params["wait"]))
+	if rng.random() >= float(params.get("rate", 0.1)):
+		return answer()
+	mode = params.get("then", "status")
+	if mode not in FAULT_MODES or mode == "random":
+		mode = "status"
+	if params.get("processed"):
+		reply = answer()
+		return FAULT_MODES[mode](params, lambda: reply)
+	return FAULT_MODES[mode](params, answer)
+
+
 # mode -> fault(params, answer) -> Reply, or None to reset the connection; answer() gives the normal reply.
 FAULT_MODES = {
+	"random": fault_random,
 	"delay": fault_delay,
 	"status": fault_status,
 	"malformed": fault_malformed,

@@ -7,7 +7,10 @@ frappe.listview_settings["B2C Payment Disbursement"] = {
 	add_fields: ["status", "docstatus", "currency"],
 	has_indicator_for_draft: true,
 	get_indicator(doc) {
-		const colors = { Draft: "gray", Queued: "blue", Sent: "orange", Completed: "green", Failed: "red", Unknown: "yellow" };
+		const colors = {
+			Draft: "gray", Queued: "blue", Sending: "orange", Sent: "orange", Completed: "green",
+			"Partly Completed": "yellow", Failed: "red", Unknown: "yellow",
+		};
 		const status = doc.status || "Draft";
 		return [__(status), colors[status] || "gray", `status,=,${status}`];
 	},

@@ -20,6 +20,7 @@ from frappe_mpesa.testing import ServedSandboxTestCase, post, wait_for
 SETTINGS = "Test Callback Hardening"
 LOG = "Mpesa Callback Log"
 B2C = "B2C Payment Disbursement"
+PAYEE = "B2C Disbursement Payee"
 INITIATOR = "Mpesa Initiator Request"
 PAYER = "254708374149"
 
@@ -211,20 +212,30 @@ class TestCallbackHardening(ServedSandboxTestCase):
 		return doc.name
 
 	def disbursement(self, amount=100):
+		"""A submitted batch of one payee row, Sent; returns the row's name and its id."""
 		ocid = f"HARD-OC-{secrets.token_hex(6)}"
-		name = self.insert_row(
-			B2C,
-			"TEST-B2C",
-			phone=PAYER,
-			amount=amount,
-			command_id="BusinessPayment",
-			remarks="Hardening test",
-			status="Sent",
-			docstatus=1,
-			originator_conversation_id=ocid,
-			conversation_id=f"AG_{ocid}",
+		batch = self.insert_row(
+			B2C, "TEST-B2C", command_id="BusinessPayment", remarks="Hardening test", status="Sending", docstatus=1
 		)
-		return name, ocid
+		row = frappe.get_doc(
+			{
+				"doctype": PAYEE,
+				"parent": batch,
+				"parenttype": B2C,
+				"parentfield": "payees",
+				"idx": 1,
+				"phone": PAYER,
+				"amount": amount,
+				"status": "Sent",
+				"docstatus": 1,
+				"originator_conversation_id": ocid,
+				"conversation_id": f"AG_{ocid}",
+			}
+		)
+		row.name = f"TEST-B2CP-{secrets.token_hex(4)}"
+		row.db_insert()
+		frappe.db.commit()
+		return row.name, ocid
 
 	def initiator_request(self, request_type, **values):
 		ocid = f"HARD-OC-{secrets.token_hex(6)}"
@@ -245,7 +256,7 @@ class TestCallbackHardening(ServedSandboxTestCase):
 			ocid, f"AG_{ocid}", "HARDB2C001", [("ReceiverPartyPublicName", f"{PAYER} - J D")]
 		)
 		self.assertEqual(post(self.url("result"), body)[0], 200)
-		self.assertEqual(self.value(B2C, name, "status"), "Completed")
+		self.assertEqual(self.value(PAYEE, name, "status"), "Completed")
 		entry = self.logs(correlation_id=ocid)[0]
 		self.assertEqual(entry.status, "Applied")
 		self.assertIn("no TransactionAmount", entry.note or "")
@@ -254,7 +265,7 @@ class TestCallbackHardening(ServedSandboxTestCase):
 		name, ocid = self.disbursement(amount=100)
 		body = result_callback(ocid, f"AG_{ocid}", "HARDB2C002", [("TransactionAmount", 5000)])
 		self.assertEqual(post(self.url("result"), body)[0], 200)
-		self.assertEqual(self.value(B2C, name, "status"), "Sent")
+		self.assertEqual(self.value(PAYEE, name, "status"), "Sent")
 		self.assertEqual(self.logs(correlation_id=ocid)[0].status, "Mismatch")
 
 	def test_reversal_result_with_another_amount_changes_nothing(self):
@@ -299,7 +310,7 @@ class TestCallbackHardening(ServedSandboxTestCase):
 	def test_status_result_with_another_amount_leaves_the_disbursement_and_says_so(self):
 		b2c, b2c_ocid = self.disbursement(amount=100)
 		name, ocid = self.initiator_request(
-			"Transaction Status", original_conversation_id=b2c_ocid, reference_doctype=B2C, reference_name=b2c
+			"Transaction Status", original_conversation_id=b2c_ocid, reference_doctype=PAYEE, reference_name=b2c
 		)
 		body = result_callback(
 			ocid,
@@ -309,7 +320,7 @@ class TestCallbackHardening(ServedSandboxTestCase):
 		)
 		self.assertEqual(post(self.url("result"), body)[0], 200)
 		self.assertEqual(self.value(INITIATOR, name, "status"), "Completed")
-		self.assertEqual(self.value(B2C, b2c, "status"), "Sent")
+		self.assertEqual(self.value(PAYEE, b2c, "status"), "Sent")
 		entry = self.logs(correlation_id=ocid)[0]
 		self.assertIn(b2c, entry.note or "")
 		self.assertIn("999", entry.note or "")

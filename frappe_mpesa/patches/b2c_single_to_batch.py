@@ -1,0 +1,80 @@
+"""A B2C Payment Disbursement from before batches (one payee on the record itself) becomes a batch
+of one row, the row named as the record, so its approval seal, its OriginatorConversationID, its
+receipt and any Transaction Status request that names it still match. The old columns stay in the
+table (migrate drops none); the parent's unique id and receipt are moved, not copied, so the
+unique indexes on the old columns hold nothing the row also holds."""
+
+import frappe
+
+B2C = "B2C Payment Disbursement"
+PAYEE = "B2C Disbursement Payee"
+MOVED = (
+	"phone",
+	"amount",
+	"originator_conversation_id",
+	"conversation_id",
+	"transaction_receipt",
+	"receiver_name",
+	"result_code",
+	"result_desc",
+	"request_sent_on",
+	"completed_on",
+	"last_status_query",
+)
+ROW_STATES = {"Queued", "Sent", "Completed", "Failed", "Unknown"}
+
+
+def execute():
+	if not frappe.db.table_exists(B2C) or not frappe.db.has_column(B2C, "phone"):
+		return
+	frappe.reload_doc("m_pesa", "doctype", "b2c_disbursement_payee")
+	frappe.reload_doc("m_pesa", "doctype", "b2c_payment_disbursement")
+	columns = [c for c in MOVED if frappe.db.has_column(B2C, c)]
+	old = frappe.db.sql(
+		f"""select name, docstatus, status, payee_set_by, approval_digest, remarks, error, {", ".join(f"`{c}`" for c in columns)}
+		from `tab{B2C}` b
+		where phone is not null and phone != ''
+		and not exists (select 1 from `tab{PAYEE}` p where p.parent = b.name)""",
+		as_dict=True,
+	)
+	for record in old:
+		row = frappe.get_doc(
+			{
+				"doctype": PAYEE,
+				"name": record.name,
+				"parent": record.name,
+				"parenttype": B2C,
+				"parentfield": "payees",
+				"idx": 1,
+				"docstatus": record.docstatus,
+				"status": record.status if record.status in ROW_STATES else "Queued",
+				"payee_set_by": record.payee_set_by,
+				"approval_digest": record.approval_digest,
+				"remarks": record.remarks,
+				"error": record.error,
+				"failure_confirmed": 1 if record.status == "Failed" and record.result_code not in (None, "", "0") else 0,
+				**{c: record.get(c) for c in columns},
+			}
+		)
+		clear = {c: None for c in ("originator_conversation_id", "transaction_receipt") if c in columns}
+		if clear:
+			frappe.db.set_value(B2C, record.name, clear, update_modified=False)
+		row.db_insert()
+		completed = record.status == "Completed"
+		frappe.db.set_value(
+			B2C,
+			record.name,
+			{
+				"status": {"Sent": "Sending"}.get(record.status, record.status),
+				"payee_count": 1,
+				"total_amount": record.amount,
+				"completed_count": 1 if completed else 0,
+				"completed_amount": record.amount if completed else 0,
+				"failed_count": 1 if record.status == "Failed" else 0,
+				"unknown_count": 1 if record.status == "Unknown" else 0,
+				"in_flight_count": 1 if record.status in ("Queued", "Sent") else 0,
+			},
+			update_modified=False,
+		)
+	if old:
+		frappe.db.commit()
