@@ -191,12 +191,17 @@ def _save_counts(name, counts, problems, **values):
 	frappe.db.set_value(RUN, name, values, update_modified=False)
 
 
-def run_due(now=None):
-	"""The scheduled entry: a pull run for each enabled record whose schedule says it is due."""
+def run_due(names=None):
+	"""The scheduled entry: a pull run for each enabled record (of ``names``, if given) whose
+	schedule says it is due. Answers the runs started."""
 	current = now_datetime()
+	started = []
+	filters = {"enabled": 1, "pull_schedule": ("in", (backfill.HOURLY, backfill.EVERY))}
+	if names is not None:
+		filters["name"] = ("in", list(names) or [""])
 	for row in frappe.get_all(
 		records.SETTINGS,
-		filters={"enabled": 1, "pull_schedule": ("in", (backfill.HOURLY, backfill.EVERY))},
+		filters=filters,
 		fields=["name", "pull_schedule", "pull_interval_minutes"],
 	):
 		last = frappe.db.get_value(
@@ -205,8 +210,9 @@ def run_due(now=None):
 		if not backfill.pull_due(row.pull_schedule, row.pull_interval_minutes, last, current):
 			continue
 		try:
-			run(row.name, now=now)
+			started.append(run(row.name))
 		except Exception:
 			frappe.db.rollback()
 			frappe.log_error(title=f"M-Pesa pull for {row.name} failed")
 			frappe.db.commit()
+	return started
