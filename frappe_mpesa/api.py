@@ -12,7 +12,7 @@ import frappe
 from frappe import _
 from frappe.utils import flt, now_datetime
 
-from frappe_mpesa import daraja, initiator, records, settings_store, states
+from frappe_mpesa import daraja, initiator, pull, records, settings_store, states
 from frappe_mpesa.privacy import redact
 from frappe_mpesa.settings_store import DarajaCallError, get_settings, outcome_unknown, require_roles
 
@@ -311,3 +311,18 @@ def rotate_callback_secret(settings):
 	doc.secret_rotated_on = now_datetime()
 	doc.save()
 	return {"rotated_on": doc.secret_rotated_on}
+
+
+@frappe.whitelist(methods=["POST"])
+@shows_daraja_errors
+def register_pull(settings, force=0):
+	"""Register the shortcode with the pull API. One-time in production: guarded."""
+	require_roles(ADMIN_ROLES)
+	return pull.register(settings, force)
+
+
+@frappe.whitelist(methods=["POST"])
+def pull_now(settings):
+	"""Run a pull now (as the schedule would); answers the Mpesa Pull Run."""
+	require_roles(ADMIN_ROLES)
+	return pull.run(settings)

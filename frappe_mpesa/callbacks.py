@@ -68,6 +68,11 @@ def timeout(**_ignored):
 	return handle("timeout")
 
 
+@frappe.whitelist(allow_guest=True, methods=["POST"])
+def pull(**_ignored):
+	return handle("pull")
+
+
 def reply(status, body):
 	return Response(body, status=status, content_type="application/json")
 

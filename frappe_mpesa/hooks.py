@@ -16,6 +16,7 @@ override_whitelisted_methods = {
 	"daraja_c2b_confirmation": "frappe_mpesa.callbacks.c2b_confirmation",
 	"daraja_result": "frappe_mpesa.callbacks.result",
 	"daraja_timeout": "frappe_mpesa.callbacks.timeout",
+	"daraja_pull": "frappe_mpesa.callbacks.pull",
 }
 
 # Frappe parses a JSON body before any app code runs and answers one it cannot parse with its own
@@ -34,6 +35,8 @@ scheduler_events = {
 			"frappe_mpesa.erpnext.c2b_posting.post_pending",
 			"frappe_mpesa.erpnext.payouts.post_pending",
 		],
+		# Pull Transactions: each record's own schedule (off, hourly, every N minutes) decides.
+		"* * * * *": ["frappe_mpesa.tasks.pull_transactions"],
 	},
 }
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import frappe
 from frappe.utils import flt, get_system_timezone, now_datetime
 
-from frappe_mpesa import daraja, states
+from frappe_mpesa import backfill, daraja, states
 from frappe_mpesa.privacy import loads_shallow, redact, redact_text
 
 SETTINGS = "Mpesa Settings"
@@ -31,6 +31,8 @@ INITIATOR = "Mpesa Initiator Request"
 LOG = "Mpesa Callback Log"
 
 APPLIED, DUPLICATE, UNMATCHED, MISMATCH, INVALID = "Applied", "Duplicate", "Unmatched", "Mismatch", "Invalid"
+# How a C2B register row was learnt (its ``source``): every path inserts it the same way.
+CALLBACK, PULL, STATEMENT = "Callback", "Pull", "Statement import"
 
 
 @dataclass
@@ -50,6 +52,8 @@ def correlation_id(kind, parsed):
 		return parsed.get("CheckoutRequestID")
 	if kind in ("c2b_validation", "c2b_confirmation"):
 		return parsed.get("TransID")
+	if kind == "pull":
+		return parsed.get("ResponseRefID")
 	return parsed.get("OriginatorConversationID")
 
 
@@ -58,6 +62,8 @@ def correlation_field(kind):
 		return "CheckoutRequestID"
 	if kind in ("c2b_validation", "c2b_confirmation"):
 		return "TransID"
+	if kind == "pull":
+		return "ResponseRefID"
 	return "OriginatorConversationID"
 
 
@@ -129,8 +135,11 @@ def is_conflict(error):
 		return False
 
 
-def apply(settings_name, kind, parsed):
-	"""Apply one parsed callback; an Outcome says what happened. Never raises for a conflict."""
+def apply(settings_name, kind, parsed, source=CALLBACK):
+	"""Apply one parsed callback; an Outcome says what happened. Never raises for a conflict.
+
+	A C2B payment learnt another way (a pull, a statement import) comes here too, as a
+	c2b_confirmation with its ``source``, so whatever reacts to new register rows sees it alike."""
 	refused = blank_correlation(kind, parsed)
 	if refused:
 		return Outcome(INVALID, note=refused)
@@ -139,9 +148,11 @@ def apply(settings_name, kind, parsed):
 		if kind == "stk":
 			return apply_stk(settings_name, parsed)
 		if kind == "c2b_confirmation":
-			return apply_c2b_confirmation(settings_name, parsed)
+			return apply_c2b_confirmation(settings_name, parsed, source)
 		if kind in ("result", "timeout"):
 			return apply_result(settings_name, kind, parsed)
+		if kind == "pull":
+			return apply_pull(settings_name, parsed)
 		return Outcome(INVALID, note=f"no record is kept for {kind} callbacks")
 	except Exception as error:
 		# Another record already holds this receipt or id: a replay aimed elsewhere, or a bug.
@@ -206,7 +217,7 @@ def shortcodes(settings):
 	return {code for code in (settings.business_shortcode, settings.till_number) if code}
 
 
-def apply_c2b_confirmation(settings_name, parsed):
+def apply_c2b_confirmation(settings_name, parsed, source=CALLBACK):
 	settings = frappe.db.get_value(
 		SETTINGS, settings_name, ["business_shortcode", "till_number", "c2b_reference_doctype"], as_dict=True
 	)
@@ -232,6 +243,7 @@ def apply_c2b_confirmation(settings_name, parsed):
 			"first_name": parsed.get("FirstName"),
 			"middle_name": parsed.get("MiddleName"),
 			"last_name": parsed.get("LastName"),
+			"source": source,
 		}
 	)
 	reference_doctype = settings.c2b_reference_doctype
@@ -246,6 +258,23 @@ def apply_c2b_confirmation(settings_name, parsed):
 		frappe.db.rollback(save_point="frappe_mpesa_apply")
 		return Outcome(DUPLICATE, C2B, trans_id)
 	return Outcome(APPLIED, C2B, doc.name)
+
+
+def apply_pull(settings_name, parsed):
+	"""Transactions posted to the pull API's callback URL, registered as the pull query's are."""
+	shortcode = frappe.db.get_value(SETTINGS, settings_name, "business_shortcode")
+	outcome = Outcome(DUPLICATE, note="no transaction the register lacks")
+	for entry in parsed.get("transactions") or []:
+		try:
+			payment = backfill.from_pull_entry(entry, shortcode)
+		except backfill.EntryError as error:
+			_unchecked(outcome, str(error))
+			continue
+		# Each its own savepoint: a concurrent copy of one entry undoes only that entry.
+		frappe.db.savepoint("frappe_mpesa_apply")
+		if apply_c2b_confirmation(settings_name, payment, PULL).status == APPLIED:
+			outcome.status, outcome.note = APPLIED, None
+	return outcome
 
 
 # ---- results of the initiator APIs (B2C, status, balance, reversal) -----------------------------

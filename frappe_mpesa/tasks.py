@@ -3,7 +3,7 @@
 import frappe
 from frappe.utils import add_to_date, now_datetime
 
-from frappe_mpesa import initiator, records
+from frappe_mpesa import initiator, pull, records
 from frappe_mpesa.api import query_express_request
 from frappe_mpesa.settings_store import DarajaCallError
 
@@ -45,3 +45,8 @@ def match_unmatched_callbacks():
 	"""Apply kept callbacks whose record has appeared since (e.g. committed after the callback)."""
 	if records.match_unmatched():
 		frappe.db.commit()
+
+
+def pull_transactions():
+	"""Pull runs for the settings records whose pull schedule is due (checked every minute)."""
+	pull.run_due()

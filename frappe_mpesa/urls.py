@@ -17,6 +17,7 @@ CALLBACK_ALIASES = {
 	"c2b_confirmation": "daraja_c2b_confirmation",
 	"result": "daraja_result",
 	"timeout": "daraja_timeout",
+	"pull": "daraja_pull",
 }
 
 # Query parameters: which settings record (an opaque id) and its secret.

@@ -157,3 +157,21 @@ def test_pull_query_takes_text_as_nairobi_time(client, sandbox):
 	client.pull_query(shortcode="600984", start_date="2026-11-28 09:00:00", end_date="2026-11-28 11:00:00")
 	body = [r for r in sandbox.requests if r.path == "/pulltransactions/v1/query"][0].json
 	assert body["StartDate"] == "2026-11-28 09:00:00" and body["EndDate"] == "2026-11-28 11:00:00"
+
+
+def test_pull_query_pages_with_offset_when_the_sandbox_pages(client, sandbox, receiver, urls):
+	client.c2b_register_urls(shortcode="600984", **urls)
+	for i in range(5):
+		client.c2b_simulate(shortcode="600984", amount=10 + i, phone="0708374149", bill_ref_number=f"PAGE-{i}")
+		callback_with(receiver, "BillRefNumber", f"PAGE-{i}")
+	sandbox.pull_page_size = 2
+	now = datetime.now(NAIROBI)
+	window = {"start_date": now - timedelta(hours=1), "end_date": now + timedelta(minutes=5)}
+	pages, offset = [], 0
+	while True:
+		page = [t for part in client.pull_query(shortcode="600984", offset=offset, **window)["Response"] for t in part]
+		if not page:
+			break
+		pages.append([t["billreference"] for t in page])
+		offset += len(page)
+	assert pages == [["PAGE-0", "PAGE-1"], ["PAGE-2", "PAGE-3"], ["PAGE-4"]]

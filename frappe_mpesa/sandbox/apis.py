@@ -199,10 +199,13 @@ def parse_date_time(values, field):
 
 @json_api
 def pull_query(sandbox, body):
-	"""Pull query: the customer payments to the shortcode in the window, after OffSetValue of them."""
+	"""Pull query: the customer payments to the shortcode in the window, after OffSetValue of them
+	(at most pull_page_size of them when it is set)."""
 	values = check_fields(body, PULL_QUERY_FIELDS)
 	start, end = parse_date_time(values, "StartDate"), parse_date_time(values, "EndDate")
 	entries = sandbox._paid_in(values["ShortCode"], start, end)[int(values["OffSetValue"] or 0) :]
+	if sandbox.pull_page_size:
+		entries = entries[: sandbox.pull_page_size]
 	answer = {"ResponseRefID": request_id(), "ResponseCode": "1000", "ResponseMessage": "Success"}
 	return Reply(200, {**answer, "Response": [entries]})
 

@@ -481,6 +481,7 @@ class Sandbox(HttpsService):
 		c2b_validation=False,
 		msisdn_style="hashed",
 		quirks=(),
+		pull_page_size=None,
 	):
 		super().__init__(host, port)
 		if msisdn_style not in MSISDN_STYLES:
@@ -493,6 +494,7 @@ class Sandbox(HttpsService):
 		self.c2b_register_once = c2b_register_once
 		self.c2b_validation = c2b_validation
 		self.msisdn_style = msisdn_style
+		self.pull_page_size = pull_page_size
 		self._quirks = check_quirks(quirks)
 		self._client = f"{consumer_key}:{consumer_secret}".encode()
 		self._passkey = passkey

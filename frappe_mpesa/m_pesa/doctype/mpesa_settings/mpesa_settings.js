@@ -60,6 +60,26 @@ frappe.ui.form.on("Mpesa Settings", {
 					() => call("rotate_callback_secret", {}, __("Rotating...")).then(() => frm.reload_doc())
 				)
 			, __("Actions"));
+
+			frm.add_custom_button(__("Register for Pull Transactions"), () => {
+				const production = frm.doc.environment === "Production";
+				const again = !!frm.doc.pull_registered_on;
+				const text = production
+					? __("Production allows registering a shortcode for the pull API once. Continue?")
+					: __("Register the shortcode for the pull API?");
+				frappe.confirm(text, () =>
+					call("register_pull", { force: production && again ? 1 : 0 }, __("Registering...")).then(() => {
+						frappe.show_alert({ message: __("Registered for Pull Transactions"), indicator: "green" });
+						frm.reload_doc();
+					})
+				);
+			}, __("Actions"));
+
+			frm.add_custom_button(__("Pull transactions now"), () =>
+				call("pull_now", {}, __("Pulling transactions...")).then((r) =>
+					frappe.set_route("Form", "Mpesa Pull Run", r.message)
+				)
+			, __("Actions"));
 		}
 	},
 });
