@@ -60,3 +60,10 @@ doc_events = {
 # Asked in turn by callbacks.validate_c2b, each as fn(settings_name, parsed) -> None to accept or
 # Daraja's rejection code; the first code wins.
 mpesa_c2b_validators = ["frappe_mpesa.erpnext.c2b_validation.validate"]
+
+# Sales Invoice's "Get M-Pesa payments" (frappe_mpesa/erpnext/reconciliation.py), added to any form
+# script declared above for the DocType; the script loads only where Sales Invoice exists.
+_payments_js = "erpnext/client_scripts/sales_invoice_payments.js"
+doctype_js = dict(globals().get("doctype_js") or {})
+_declared = doctype_js.get("Sales Invoice") or []
+doctype_js["Sales Invoice"] = [*([_declared] if isinstance(_declared, str) else _declared), _payments_js]
