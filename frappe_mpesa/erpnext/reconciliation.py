@@ -134,16 +134,18 @@ def name_words(text):
 
 
 def similar_reference(reference, invoice):
-	"""Is the account number the invoice's name (or its customer's), as matching compares them, or
-	one of them written inside the other (at least four characters)?"""
+	"""Is the account number the invoice's name as matching compares them (upper case, without
+	spaces, dashes, dots...), or its customer's, or the customer's written inside it or the other
+	way round (at least four characters)? An invoice number is never compared by containment:
+	INV-0001 is not INV-00012."""
 	key = matching.normalise(reference)
 	if not key:
 		return False
-	for other in (invoice.name, invoice.customer, invoice.customer_name):
+	if key == matching.normalise(invoice.name):
+		return True
+	for other in (invoice.customer, invoice.customer_name):
 		theirs = matching.normalise(other)
-		if not theirs:
-			continue
-		if key == theirs or (min(len(key), len(theirs)) >= 4 and (key in theirs or theirs in key)):
+		if theirs and (key == theirs or (min(len(key), len(theirs)) >= 4 and (key in theirs or theirs in key))):
 			return True
 	return False
 

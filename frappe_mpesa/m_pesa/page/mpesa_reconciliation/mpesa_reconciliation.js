@@ -12,7 +12,12 @@ frappe.pages["mpesa-reconciliation"].on_page_load = function (wrapper) {
 };
 
 frappe.pages["mpesa-reconciliation"].on_page_show = function (wrapper) {
-	wrapper.mpesa_reconciliation && wrapper.mpesa_reconciliation.refresh();
+	const screen = wrapper.mpesa_reconciliation;
+	if (!screen) return;
+	// Filters handed over by a link (frappe.set_route with route options, or ?field=value).
+	const options = Object.assign({}, frappe.utils.get_query_params(), frappe.route_options || {});
+	frappe.route_options = null;
+	screen.set_filters(options).then(() => screen.refresh());
 };
 
 class MpesaReconciliation {
@@ -35,6 +40,13 @@ class MpesaReconciliation {
 		</div>`).appendTo(page.main);
 	}
 
+	set_filters(options) {
+		const set = Object.keys(this.fields)
+			.filter((name) => options[name] !== undefined)
+			.map((name) => this.fields[name].set_value(options[name]));
+		return Promise.all(set);
+	}
+
 	filters() {
 		const out = {};
 		for (const [name, field] of Object.entries(this.fields)) {
@@ -45,7 +57,9 @@ class MpesaReconciliation {
 	}
 
 	refresh() {
+		const asked = (this.asked = (this.asked || 0) + 1);
 		return frappe.call({ method: RECON + "get_data", args: { filters: this.filters() } }).then((r) => {
+			if (asked !== this.asked) return; // a newer question is on its way
 			this.data = r.message;
 			this.chosen_receipts.clear();
 			this.chosen_invoices.clear();

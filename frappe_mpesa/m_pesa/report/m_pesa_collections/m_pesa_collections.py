@@ -97,10 +97,10 @@ def chart(rows):
 
 def summary(rows):
 	matched, unmatched, total = totals(rows)
-	currency = {"fieldtype": "Currency", "currency": "KES"}
+	currency = {"datatype": "Currency", "currency": "KES"}
 	return [
 		{"label": _("Collected"), "value": total, "indicator": "Blue", **currency},
 		{"label": _("Matched"), "value": matched, "indicator": "Green", **currency},
 		{"label": _("Unmatched"), "value": unmatched, "indicator": "Orange", **currency},
-		{"label": _("Receipts"), "value": sum(r.receipts for r in rows), "fieldtype": "Int", "indicator": "Blue"},
+		{"label": _("Receipts"), "value": sum(r.receipts for r in rows), "datatype": "Int", "indicator": "Blue"},
 	]
