@@ -37,8 +37,8 @@ def execute(filters=None):
 def columns(entries, statements):
 	cols = [
 		{"fieldname": "trans_id", "label": _("Receipt"), "fieldtype": "Data", "width": 130},
-		{"fieldname": "trans_time", "label": _("Time"), "fieldtype": "Datetime", "width": 160},
-		{"fieldname": "mpesa_settings", "label": _("Mpesa Settings"), "fieldtype": "Link", "options": "Mpesa Settings", "width": 160},
+		{"fieldname": "trans_time", "label": _("Time"), "fieldtype": "Datetime", "width": 140},
+		{"fieldname": "mpesa_settings", "label": _("Mpesa Settings"), "fieldtype": "Link", "options": "Mpesa Settings", "width": 140},
 		{"fieldname": "amount", "label": _("Amount"), "fieldtype": "Currency", "options": "currency", "width": 120},
 		{"fieldname": "status", "label": _("Status"), "fieldtype": "Data", "width": 120},
 		{"fieldname": "in_register", "label": _("In Register"), "fieldtype": "Check", "width": 100},
@@ -51,7 +51,7 @@ def columns(entries, statements):
 	if statements:
 		cols.append({"fieldname": "in_statement", "label": _("In Statement"), "fieldtype": "Check", "width": 110})
 	cols += [
-		{"fieldname": "flag", "label": _("Missing"), "fieldtype": "Data", "width": 220},
+		{"fieldname": "flag", "label": _("Missing"), "fieldtype": "Data", "width": 170},
 		{"fieldname": "currency", "label": _("Currency"), "fieldtype": "Data", "hidden": 1},
 	]
 	return cols
