@@ -46,15 +46,28 @@ after_uninstall = "frappe_mpesa.install.after_uninstall"
 
 # The ERPNext layer (frappe_mpesa/erpnext/) reacts to the app's records; each handler returns at
 # once on a site without ERPNext. records.py moves statuses with db_set, so on_change runs.
+# Checkout (erpnext/checkout.py) posts pushes made from a Sales Invoice or Sales Order.
 doc_events = {
 	"Mpesa Settings": {"validate": "frappe_mpesa.erpnext.setup.validate_settings"},
 	"Mpesa C2B Payment Register": {"after_insert": "frappe_mpesa.erpnext.c2b_posting.on_register_insert"},
-	"Mpesa Express Request": {"on_change": "frappe_mpesa.erpnext.express_posting.on_change"},
+	"Mpesa Express Request": {
+		"before_insert": "frappe_mpesa.erpnext.checkout.before_insert",
+		"on_change": [
+			"frappe_mpesa.erpnext.express_posting.on_change",
+			"frappe_mpesa.erpnext.checkout.on_change",
+		],
+	},
 	"Mpesa Initiator Request": {"on_change": "frappe_mpesa.erpnext.reversal.on_change"},
 	"Payment Entry": {
 		"before_cancel": "frappe_mpesa.erpnext.payment_entry.before_cancel",
 		"on_cancel": "frappe_mpesa.erpnext.payment_entry.on_cancel",
 	},
+}
+
+# The checkout buttons on the sale's own form; loaded only where those DocTypes exist.
+doctype_js = {
+	"Sales Invoice": "erpnext/client_scripts/sales_invoice.js",
+	"Sales Order": "erpnext/client_scripts/sales_order.js",
 }
 
 # Asked in turn by callbacks.validate_c2b, each as fn(settings_name, parsed) -> None to accept or

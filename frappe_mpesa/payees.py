@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from frappe_mpesa import daraja
+from frappe_mpesa.file_rows import RowError
 
 COLUMNS = ("phone", "amount", "name", "remarks")
 ALIASES = {"phone": ("phone", "msisdn", "mobile", "phone number", "mpesa number"), "amount": ("amount", "kes"),
@@ -20,13 +21,8 @@ MAX_ROWS = 10_000
 MAX_BYTES = 2 * 1024 * 1024
 
 
-class PayeeError(ValueError):
-	"""A fault in a payee file: ``row`` is the file's row number (1 = the first line)."""
-
-	def __init__(self, message, row=None, column=None):
-		where = ", ".join(p for p in (row and f"row {row}", column and f"column {column!r}") if p)
-		super().__init__(f"{where}: {message}" if where else message)
-		self.row, self.column = row, column
+class PayeeError(RowError):
+	"""A fault in a payee file (see RowError)."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
+from frappe_mpesa.file_rows import RowError
+
 NAIROBI = timezone(timedelta(hours=3), "EAT")
 MAX_BYTES = 20 * 1024 * 1024
 MAX_ROWS = 200_000
@@ -48,14 +50,8 @@ _RECEIPT = re.compile(r"^[A-Z0-9]{10}$")
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%d-%m-%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%Y-%m-%d %H:%M", "%d-%m-%Y %H:%M")
 
 
-class StatementError(ValueError):
-	"""A fault in the file: ``row`` is its row number in the file (1 = the first line), ``column``
-	the heading of the column at fault, or None for the file as a whole."""
-
-	def __init__(self, message, row=None, column=None):
-		where = ", ".join(part for part in (row and f"row {row}", column and f"column {column!r}") if part)
-		super().__init__(f"{where}: {message}" if where else message)
-		self.row, self.column = row, column
+class StatementError(RowError):
+	"""A fault in a statement file (see RowError)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,124 @@
+// M-Pesa checkout on a submitted Sales Invoice or Sales Order (frappe_mpesa.erpnext.checkout).
+// Loaded by sales_invoice.js and sales_order.js; the server checks everything again.
+frappe.provide("frappe_mpesa.checkout");
+
+const CHECKOUT = "frappe_mpesa.erpnext.checkout.";
+const QUERY_AFTER_MS = 60 * 1000;
+
+// The core's rule (daraja.normalize_phone), as a hint only: 07/01 + 8 digits, 7/1 + 8 digits,
+// or 254/+254 + 7/1 + 8 digits, spaces and dashes ignored.
+frappe_mpesa.checkout.phone_hint = function (value) {
+	const digits = (value || "").replace(/[\s-]/g, "");
+	const ok = /^(?:\+?254|0)?[17]\d{8}$/.test(digits);
+	return ok ? "" : __("Enter a Kenyan mobile number: 07XXXXXXXX, 01XXXXXXXX or 2547XXXXXXXX");
+};
+
+frappe_mpesa.checkout.add_buttons = function (frm) {
+	if (frm.doc.docstatus !== 1) return;
+	const open = frm.doc.doctype === "Sales Invoice"
+		? flt(frm.doc.outstanding_amount) > 0
+		: flt(frm.doc.rounded_total || frm.doc.grand_total) - flt(frm.doc.advance_paid) > 0;
+	if (!open) return;
+	frm.add_custom_button(__("Request M-Pesa payment"), () => frappe_mpesa.checkout.dialog(frm), __("M-Pesa"));
+	if (frm.doc.doctype === "Sales Invoice") {
+		frm.add_custom_button(__("Get payment link"), () => {
+			frappe.call({
+				method: CHECKOUT + "get_payment_link",
+				args: { name: frm.doc.name },
+				callback: (r) => {
+					const url = r.message.url;
+					frappe.msgprint({
+						title: __("Payment link"),
+						message: `<p>${__("Valid for {0} days", [r.message.expires_in_days])}</p>` +
+							`<input class="form-control mpesa-payment-link" readonly value="${frappe.utils.escape_html(url)}">`,
+					});
+					if (navigator.clipboard) navigator.clipboard.writeText(url).catch(() => {});
+				},
+			});
+		}, __("M-Pesa"));
+	}
+};
+
+frappe_mpesa.checkout.dialog = function (frm) {
+	frappe.call({
+		method: CHECKOUT + "checkout_defaults",
+		args: { doctype: frm.doc.doctype, name: frm.doc.name },
+		callback: (r) => frappe_mpesa.checkout.show(frm, r.message),
+	});
+};
+
+frappe_mpesa.checkout.show = function (frm, defaults) {
+	const watched = {};
+	const d = new frappe.ui.Dialog({
+		title: __("Request M-Pesa payment"),
+		fields: [
+			{ fieldname: "phone", fieldtype: "Data", label: __("Phone"), reqd: 1, default: defaults.phone,
+				description: __("The customer's M-Pesa number"),
+				onchange: () => d.set_df_property("phone", "description",
+					frappe_mpesa.checkout.phone_hint(d.get_value("phone")) || __("The customer's M-Pesa number")) },
+			{ fieldname: "amount", fieldtype: "Int", label: __("Amount (KES)"), reqd: 1, default: defaults.amount,
+				description: __("Outstanding {0}; at most {1} can be asked for now",
+					[format_currency(defaults.outstanding, defaults.currency), defaults.amount]) },
+			{ fieldname: "settings", fieldtype: "Link", options: "Mpesa Settings", label: __("Mpesa Settings"),
+				reqd: 1, default: defaults.settings },
+			{ fieldname: "split", fieldtype: "Check", label: __("Split into several prompts above the transaction limit"),
+				description: defaults.transaction_limit ? __("Limit: {0} per prompt", [defaults.transaction_limit]) : "" },
+			{ fieldname: "status_html", fieldtype: "HTML" },
+		],
+		primary_action_label: __("Send prompt"),
+		primary_action: (values) => send(values, 0),
+	});
+	const render = () => {
+		const rows = Object.values(watched).map((m) => {
+			const colour = m.status === "Success" ? "green" : (m.status === "Pending" || m.status === "Queued") ? "orange" : "red";
+			const extra = m.receipt ? ` ${__("receipt")} ${frappe.utils.escape_html(m.receipt)}` : "";
+			return `<div class="mpesa-status" data-request="${m.request}" data-status="${m.status}">` +
+				`<span class="indicator-pill ${colour}">${frappe.utils.escape_html(m.label)}</span> ` +
+				`KES ${m.amount} · ${m.request}${extra}</div>`;
+		});
+		d.fields_dict.status_html.$wrapper.html(rows.join(""));
+	};
+	const update = (message) => {
+		if (!watched[message.request]) return;
+		Object.assign(watched[message.request], message);
+		render();
+		if (message.status === "Success") frm.reload_doc();
+	};
+	const handler = (message) => update(message);
+	frappe.realtime.on("mpesa_checkout", handler);
+	d.onhide = () => {
+		frappe.realtime.off("mpesa_checkout", handler);
+		Object.values(watched).forEach((m) => clearTimeout(m.timer));
+	};
+	const check_later = (name) => {
+		watched[name].timer = setTimeout(() => {
+			if (!["Pending", "Queued"].includes(watched[name].status)) return;
+			frappe.call({ method: CHECKOUT + "check_now", args: { request: name }, callback: (r) => update(r.message) });
+		}, QUERY_AFTER_MS + 1000);
+	};
+	const send = (values, confirm) => {
+		const hint = frappe_mpesa.checkout.phone_hint(values.phone);
+		if (hint) { frappe.msgprint({ title: __("Phone"), message: hint, indicator: "red" }); return; }
+		d.get_primary_btn().prop("disabled", true);
+		frappe.call({
+			method: CHECKOUT + "request_payment",
+			args: { doctype: frm.doc.doctype, name: frm.doc.name, phone: values.phone, amount: values.amount,
+				settings: values.settings, split: values.split ? 1 : 0, confirm },
+			callback: (r) => {
+				(r.message || []).forEach((push) => {
+					watched[push.name] = { request: push.name, status: push.status, label: push.label, amount: push.amount || "" };
+					check_later(push.name);
+				});
+				render();
+			},
+			error: (r) => {
+				if (r && r.exc_type === "PendingPushError") {
+					frappe.confirm(__("A prompt to this phone is still pending. Send another?"), () => send(values, 1));
+				}
+			},
+			always: () => d.get_primary_btn().prop("disabled", false),
+		});
+	};
+	d.show();
+	return d;
+};
