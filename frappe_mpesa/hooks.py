@@ -66,7 +66,11 @@ doc_events = {
 
 # The checkout buttons on the sale's own form; loaded only where those DocTypes exist.
 doctype_js = {
-	"Sales Invoice": "erpnext/client_scripts/sales_invoice.js",
+	# Checkout, and "Get M-Pesa payments" (frappe_mpesa/erpnext/reconciliation.py).
+	"Sales Invoice": [
+		"erpnext/client_scripts/sales_invoice.js",
+		"erpnext/client_scripts/sales_invoice_payments.js",
+	],
 	"Sales Order": "erpnext/client_scripts/sales_order.js",
 }
 
@@ -74,9 +78,3 @@ doctype_js = {
 # Daraja's rejection code; the first code wins.
 mpesa_c2b_validators = ["frappe_mpesa.erpnext.c2b_validation.validate"]
 
-# Sales Invoice's "Get M-Pesa payments" (frappe_mpesa/erpnext/reconciliation.py), added to any form
-# script declared above for the DocType; the script loads only where Sales Invoice exists.
-_payments_js = "erpnext/client_scripts/sales_invoice_payments.js"
-doctype_js = dict(globals().get("doctype_js") or {})
-_declared = doctype_js.get("Sales Invoice") or []
-doctype_js["Sales Invoice"] = [*([_declared] if isinstance(_declared, str) else _declared), _payments_js]
