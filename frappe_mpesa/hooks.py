@@ -100,10 +100,15 @@ doctype_js = {"Employee": "public/js/employee_payouts.js"}
 
 # The checkout buttons on the sale's own form; loaded only where those DocTypes exist.
 doctype_js = {
-	"Sales Invoice": "erpnext/client_scripts/sales_invoice.js",
+	# Checkout, and "Get M-Pesa payments" (frappe_mpesa/erpnext/reconciliation.py).
+	"Sales Invoice": [
+		"erpnext/client_scripts/sales_invoice.js",
+		"erpnext/client_scripts/sales_invoice_payments.js",
+	],
 	"Sales Order": "erpnext/client_scripts/sales_order.js",
 }
 
 # Asked in turn by callbacks.validate_c2b, each as fn(settings_name, parsed) -> None to accept or
 # Daraja's rejection code; the first code wins.
 mpesa_c2b_validators = ["frappe_mpesa.erpnext.c2b_validation.validate"]
+

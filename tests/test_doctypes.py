@@ -227,8 +227,24 @@ def test_workspace():
 		# Frappe counts the rows of every other DocType shortcut, and a Single has no table.
 		if BY_NAME[row["link_to"]].get("issingle"):
 			assert row["doc_view"] == "New", row
-	links = {row["link_to"] for row in doc["links"] if row["type"] == "Link"}
-	assert links <= set(BY_NAME)
+	links = {(row.get("link_type") or "DocType", row["link_to"]) for row in doc["links"] if row["type"] == "Link"}
+	pages = {json.loads(p.read_text())["name"] for p in (APP / "m_pesa" / "page").glob("*/*.json")}
+	reports = {json.loads(p.read_text())["name"] for p in (APP / "m_pesa" / "report").glob("*/*.json")}
+	known = {("DocType", n) for n in BY_NAME} | {("Page", n) for n in pages} | {("Report", n) for n in reports}
+	assert links <= known, links - known
+	assert {("Page", "mpesa-reconciliation"), ("Report", "M-Pesa Collections"), ("Report", "M-Pesa Reconciliation")} <= links
+	for row in doc["links"]:
+		if row.get("link_type") == "Report":
+			assert row["is_query_report"] == 1, row
+	# Every number card the workspace lists is the app's, and the page's content places each one.
+	cards = {json.loads(p.read_text())["name"]: json.loads(p.read_text()) for p in (APP / "m_pesa" / "number_card").glob("*/*.json")}
+	listed = {row["number_card_name"] for row in doc["number_cards"]}
+	assert listed == set(cards) and len(listed) == 5, listed
+	for name, card in cards.items():
+		assert (card["doctype"], card["module"], card["is_standard"], card["is_public"]) == ("Number Card", "M-Pesa", 1, 1)
+		assert card["document_type"] in BY_NAME, card
+		for _doctype, field, _op, _value, _ in json.loads(card["filters_json"]):
+			assert field in {f["fieldname"] for f in BY_NAME[card["document_type"]]["fields"]} | {"docstatus"}, (name, field)
 	# Every shortcut and card the page's content places exists.
 	content = json.loads(doc["content"])
 	labels = {row["label"] for row in doc["shortcuts"]}
@@ -239,6 +255,7 @@ def test_workspace():
 		if block["type"] == "card":
 			assert block["data"]["card_name"] in cards, block
 	assert {b["data"]["shortcut_name"] for b in content if b["type"] == "shortcut"} == labels
+	assert {b["data"]["number_card_name"] for b in content if b["type"] == "number_card"} == listed
 
 
 def test_secrets_are_password_fields():

@@ -179,8 +179,10 @@ def payer_name(row):
 	return " ".join(part for part in (row.first_name, row.middle_name, row.last_name) if part) or _("unknown")
 
 
-def make_payment_entry(settings, row, found, customer):
-	"""Build, insert and submit the receipt's Payment Entry (the caller holds the row lock)."""
+def make_payment_entry(settings, row, found, customer, items=None):
+	"""Build, insert and submit the receipt's Payment Entry (the caller holds the row lock).
+	``items`` (allocation.OpenItems, each up to the amount a person chose) replaces what
+	``found`` would pay."""
 	from erpnext.accounts.party import get_party_account
 	from erpnext.setup.utils import get_exchange_rate
 
@@ -205,7 +207,9 @@ def make_payment_entry(settings, row, found, customer):
 			raise NotPosted(_("no exchange rate from {0} to {1} on {2}").format(party_currency, company_currency, day))
 		paid_amount = allocation.convert(amount, 1 / allocation.money(rate, 9))
 
-	plan = allocation.allocate(paid_amount, open_items(found, customer, company, party_account, settings))
+	if items is None:
+		items = open_items(found, customer, company, party_account, settings)
+	plan = allocation.allocate(paid_amount, items)
 	pe = frappe.new_doc("Payment Entry")
 	pe.update(
 		{
