@@ -22,7 +22,7 @@ from frappe_mpesa.testing import (
 	wait_for,
 )
 
-SETTINGS = "Test B2C"
+SETTINGS = "_Test B2C"
 PAYEE = "254708374149"
 DOCTYPE = "B2C Payment Disbursement"
 B2C_PATH = "/mpesa/b2c/v3/paymentrequest"
@@ -31,7 +31,6 @@ RESOURCE = "/api/resource/B2C%20Payment%20Disbursement/"
 
 class TestB2CPaymentDisbursement(ServedSandboxTestCase):
 	SETTINGS = SETTINGS
-	SHORTCODE = "600984"
 	SANDBOX_OPTIONS = {"callback_delay": 0.3}
 
 	def tearDown(self):
