@@ -205,7 +205,7 @@ def restore_payments_values(names=None):
 	if kept:
 		frappe.db.set_default(PAYMENTS_VALUES_KEY, json.dumps(kept, sort_keys=True))
 	else:
-		frappe.db.sql("delete from `tabDefaultValue` where defkey = %s", PAYMENTS_VALUES_KEY)
+		frappe.defaults.clear_default(PAYMENTS_VALUES_KEY, parent="__default")
 
 
 def default_base_url():
