@@ -416,6 +416,12 @@ class SiteLeftovers:
 		for marker in ERROR_LOG_MARKERS:
 			frappe.db.delete("Error Log", {"method": ("like", marker), **since})
 			frappe.db.delete("Error Log", {"error": ("like", marker), **since})
+		# The REST sessions the tests opened, so no logged-in session outlives them.
+		while _rest_sessions:
+			sid = _rest_sessions.pop()
+			frappe.db.delete("Sessions", {"sid": sid})
+			frappe.cache.hdel("session", sid)
+		frappe.db.delete("Activity Log", {"user": ("in", list(USERS)), **since})
 		for email in self.users:
 			if frappe.db.exists("User", email):
 				frappe.delete_doc("User", email, ignore_permissions=True, force=True, delete_permanently=True)
@@ -498,6 +504,9 @@ class ServedSandboxTestCase(MpesaTestCase):
 			cls.site.stop()
 
 
+_rest_sessions = set()  # sids of the sessions RestClient opened, closed by SiteLeftovers.clean()
+
+
 class RestClient:
 	"""A logged-in HTTP session against the served site, as a browser or script would have."""
 
@@ -534,6 +543,7 @@ class RestClient:
 		for value in headers.get_all("Set-Cookie") or []:
 			if value.startswith("sid="):
 				self.cookie = value.split(";", 1)[0]
+				_rest_sessions.add(self.cookie[len("sid=") :])
 
 
 def wait_for(predicate, timeout=15.0, step=0.1):
