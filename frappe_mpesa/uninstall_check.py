@@ -1,8 +1,9 @@
 """What is left of the app on a site after ``bench --site S uninstall-app frappe_mpesa``.
 
-Imports nothing of the app (it runs after the uninstall), only Frappe:
+Imports nothing of the app (it runs after the uninstall), only Frappe. ``bench execute`` refuses
+a module of an app the site does not have, so run it with the bench's Python from ``sites/``:
 
-    bench --site S execute frappe_mpesa.uninstall_check.run
+    cd frappe-bench/sites && ../env/bin/python -m frappe_mpesa.uninstall_check S
 
 Searches every text column of every table (``tabSingles``, ``__Auth``, ``tabFile``, ``tabDocType``,
 ``tabVersion``… all of them) for the app's names, and the site's public and private files for them
@@ -82,3 +83,14 @@ def run():
 		print(finding)
 	print(f"uninstall check: {len(findings)} finding(s); files on the site: {count_files()}")
 	return findings
+
+
+if __name__ == "__main__":
+	import sys
+
+	frappe.init(site=sys.argv[1], sites_path=".")
+	frappe.connect()
+	try:
+		sys.exit(1 if run() else 0)
+	finally:
+		frappe.destroy()
