@@ -387,35 +387,44 @@ def restore_certificate():
 
 class SiteLeftovers:
 	"""What a test class leaves in the site's shared tables besides its settings: callback logs
-	naming no record that exists, error logs of the app, rows about deleted documents, the test
-	users it created. Found by creation time, so the site's own rows are never touched."""
+	naming no record that exists, error logs of the app, versions, comments and deleted copies of
+	documents gone by then, the test users it created and their sessions. Only rows that were not
+	there when the class began are deleted, so the site's own rows are never touched."""
 
 	def __init__(self):
 		frappe.db.commit()
 		self.since = frappe.utils.now()
 		self.users = [email for email in USERS if not frappe.db.exists("User", email)]
+		self.before = self.candidates()
 
-	def clean(self):
-		frappe.db.rollback()
-		since = {"creation": (">=", self.since)}
+	def candidates(self):
+		"""(table, name) of every row the clean-up would delete now."""
+		found = set()
 		for doctype in OUR_DOCTYPES:
 			if doctype in (CERTIFICATE, "Mpesa Account Balance"):
 				continue
-			# History of test documents gone by now (the site's own keep theirs).
 			for table, column, name_column in (
 				("Version", "ref_doctype", "docname"),
 				("Comment", "reference_doctype", "reference_name"),
 				("Deleted Document", "deleted_doctype", "deleted_name"),
 			):
-				for row in frappe.get_all(table, filters={column: doctype, **since}, fields=["name", name_column]):
+				for row in frappe.get_all(table, filters={column: doctype}, fields=["name", name_column]):
 					if not frappe.db.exists(doctype, row[name_column]):
-						frappe.db.delete(table, {"name": row.name})
-		for log in frappe.get_all("Mpesa Callback Log", filters=since, fields=["name", "mpesa_settings"]):
+						found.add((table, row.name))
+		for log in frappe.get_all("Mpesa Callback Log", fields=["name", "mpesa_settings"]):
 			if not log.mpesa_settings or not frappe.db.exists("Mpesa Settings", log.mpesa_settings):
-				frappe.db.delete("Mpesa Callback Log", {"name": log.name})
+				found.add(("Mpesa Callback Log", log.name))
 		for marker in ERROR_LOG_MARKERS:
-			frappe.db.delete("Error Log", {"method": ("like", marker), **since})
-			frappe.db.delete("Error Log", {"error": ("like", marker), **since})
+			for column in ("method", "error"):
+				for name in frappe.get_all("Error Log", filters={column: ("like", marker)}, pluck="name"):
+					found.add(("Error Log", name))
+		return found
+
+	def clean(self):
+		frappe.db.rollback()
+		since = {"creation": (">=", self.since)}
+		for table, name in sorted(self.candidates() - self.before):
+			frappe.db.delete(table, {"name": name})
 		# The REST sessions the tests opened, so no logged-in session outlives them.
 		while _rest_sessions:
 			sid = _rest_sessions.pop()
@@ -430,26 +439,6 @@ class SiteLeftovers:
 			frappe.db.delete("Deleted Document", {"deleted_name": email})
 		frappe.db.commit()
 		delete_test_files()
-
-
-def ensure_users():
-	"""Users for the maker-checker tests; commits."""
-	for email, roles in USERS.items():
-		if not frappe.db.exists("User", email):
-			user = frappe.get_doc(
-				{
-					"doctype": "User",
-					"email": email,
-					"first_name": email.split("@")[0],
-					"send_welcome_email": 0,
-					"user_type": "System User",
-				}
-			)
-			user.insert(ignore_permissions=True)
-		user = frappe.get_doc("User", email)
-		user.add_roles(*roles)
-		update_password(email, TEST_PASSWORD)
-	frappe.db.commit()
 
 
 class ServedSandboxTestCase(MpesaTestCase):
