@@ -441,6 +441,26 @@ class SiteLeftovers:
 		delete_test_files()
 
 
+def ensure_users():
+	"""Users for the maker-checker tests; commits."""
+	for email, roles in USERS.items():
+		if not frappe.db.exists("User", email):
+			user = frappe.get_doc(
+				{
+					"doctype": "User",
+					"email": email,
+					"first_name": email.split("@")[0],
+					"send_welcome_email": 0,
+					"user_type": "System User",
+				}
+			)
+			user.insert(ignore_permissions=True)
+		user = frappe.get_doc("User", email)
+		user.add_roles(*roles)
+		update_password(email, TEST_PASSWORD)
+	frappe.db.commit()
+
+
 class ServedSandboxTestCase(MpesaTestCase):
 	"""A test class with the site served over HTTPS, the embedded sandbox wired in, the test users
 	and certificate, and one committed settings record, all removed afterwards."""
