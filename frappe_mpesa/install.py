@@ -302,13 +302,14 @@ def after_uninstall():
 	)
 	# With payments, "Mpesa Settings" went back to it with its records and their history.
 	forget_references([d for d in OUR_DOCTYPES if not frappe.db.exists("DocType", d)])
+	forget_error_logs()
 	# Frappe has already committed the uninstall and commits nothing after this hook.
 	frappe.db.commit()
 
 
 def forget_references(doctypes):
 	"""Delete what the rest of the site keeps about ``doctypes`` (uninstalled): history, comments,
-	deleted copies, shares, customisations, reports and the like, and the app's Error Logs."""
+	deleted copies, shares, customisations, reports and the like."""
 	if not doctypes:
 		return
 	for table, column in REFERENCING_LOGS:
@@ -327,6 +328,10 @@ def forget_references(doctypes):
 		and data like %(module_json)s)""",
 		{"doctypes": tuple(doctypes), "module": MODULE, "module_json": f'%"module": "{MODULE}"%'},
 	)
+
+
+def forget_error_logs():
+	"""The app's own Error Logs (its titles, tracebacks through its code): after_uninstall only."""
 	conditions = " or ".join(["method like %s"] * len(ERROR_LOG_MARKERS) + ["error like %s"])
 	frappe.db.sql(
 		f"delete from `tabError Log` where {conditions}", (*ERROR_LOG_MARKERS, ERROR_LOG_MARKERS[0])

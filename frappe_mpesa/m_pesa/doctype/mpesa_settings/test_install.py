@@ -163,14 +163,6 @@ class TestUninstallCleanup(MpesaTestCase):
 				{"doctype": "Deleted Document", "deleted_doctype": "DocType", "deleted_name": "Mpesa Callback Log",
 				 "data": "{}"}
 			).insert(ignore_permissions=True, ignore_links=True),
-			frappe.get_doc(
-				{"doctype": "Property Setter", "doctype_or_field": "DocField", "doc_type": "Mpesa Express Request",
-				 "field_name": "amount", "property": "bold", "value": "1", "property_type": "Check"}
-			).insert(ignore_permissions=True, ignore_links=True),
-			frappe.get_doc(
-				{"doctype": "Error Log", "method": "STK query for MPESA-X failed",
-				 "error": 'File "apps/frappe_mpesa/frappe_mpesa/tasks.py"'}
-			).insert(ignore_permissions=True, ignore_links=True),
 		]
 		install.forget_references(install.OUR_DOCTYPES)
 		for doc in ours:
