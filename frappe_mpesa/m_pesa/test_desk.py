@@ -28,7 +28,7 @@ from frappe_mpesa.testing import (
 	wait_for,
 )
 
-SETTINGS = "Test Desk"
+SETTINGS = "_Test Desk"
 SYSTEM_MANAGER = "mpesa-desk-admin@example.com"
 PAYER = "254708374149"
 SITE_CURRENCY = "AED"  # what the site's default currency was where KES amounts showed as AED

@@ -17,7 +17,7 @@ import frappe
 from frappe_mpesa import api, callbacks, records, urls
 from frappe_mpesa.testing import ServedSandboxTestCase, post, wait_for
 
-SETTINGS = "Test Callback Hardening"
+SETTINGS = "_Test Callback Hardening"
 LOG = "Mpesa Callback Log"
 B2C = "B2C Payment Disbursement"
 INITIATOR = "Mpesa Initiator Request"
