@@ -77,7 +77,6 @@ def outside_address():
 
 class TestCallbackHardening(ServedSandboxTestCase):
 	SETTINGS = SETTINGS
-	SHORTCODE = "600977"
 	SANDBOX_OPTIONS = {"callback_delay": 60}  # the sandbox's own callbacks never matter here
 
 	def setUp(self):
