@@ -29,6 +29,49 @@ OUR_DOCTYPES = (
 	"Mpesa Callback Log",
 )
 OUR_PASSWORD_FIELDS = ("initiator_password", "callback_secret", "access_token")
+SINGLES = ("Mpesa Public Key Certificate",)
+# payments' values that adopting a record overwrote, per record, to give back on uninstall.
+PAYMENTS_VALUES_KEY = "frappe_mpesa_payments_values"
+# What other DocTypes keep about documents of ours, as (table, column naming the DocType). Plain
+# log-like rows, deleted on uninstall with the DocTypes they describe.
+REFERENCING_LOGS = (
+	("Version", "ref_doctype"),
+	("Comment", "reference_doctype"),
+	("Activity Log", "reference_doctype"),
+	("Deleted Document", "deleted_doctype"),
+	("Error Log", "reference_doctype"),
+	("Integration Request", "reference_doctype"),
+	("DocShare", "share_doctype"),
+	("Tag Link", "document_type"),
+	("Document Follow", "ref_doctype"),
+	("Notification Log", "document_type"),
+	("ToDo", "reference_type"),
+	("__UserSettings", "doctype"),
+	("Custom Field", "dt"),
+	("Property Setter", "doc_type"),
+	("Custom DocPerm", "parent"),
+	("User Permission", "allow"),
+)
+# Documents that configure something for a DocType of ours (they may have child rows): deleted
+# through delete_doc.
+REFERENCING_DOCUMENTS = (
+	("Report", "ref_doctype"),
+	("Print Format", "doc_type"),
+	("Client Script", "dt"),
+	("Server Script", "reference_doctype"),
+	("Notification", "document_type"),
+	("Dashboard Chart", "document_type"),
+	("Number Card", "document_type"),
+	("Kanban Board", "reference_doctype"),
+	("List View Settings", "name"),
+	("Workflow", "document_type"),
+	("Assignment Rule", "document_type"),
+	("Document Naming Rule", "document_type"),
+	("Auto Repeat", "reference_doctype"),
+	("Webhook", "webhook_doctype"),
+)
+# The app's own diagnostics in the Error Log (frappe.log_error titles), and its code's tracebacks.
+ERROR_LOG_MARKERS = ("%/frappe_mpesa/%", "M-Pesa:%", "STK query for %", "Transaction Status query for %")
 
 
 def after_install():
@@ -104,14 +147,65 @@ def adopt_payments_records():
 			values.update(transaction_type="PayBill", business_shortcode=till or shortcode)
 		else:
 			values.update(transaction_type="BuyGoods", business_shortcode=shortcode or till, till_number=till)
+		remember_payments_values(name, row, values)
 		secret = settings_store.new_callback_secret()
 		# The column holds asterisks, the secret itself lives encrypted in __Auth (as Frappe does).
 		values["callback_secret"] = "*" * len(secret)
 		frappe.db.set_value(SETTINGS, name, values, update_modified=False)
 		frappe.utils.password.set_encrypted_password(SETTINGS, name, secret, "callback_secret")
-		if "security_credential" in columns:
-			# A Security Credential is never stored by this app: it is derived when needed.
-			frappe.db.sql(f"update `tab{SETTINGS}` set security_credential = null where name = %s", name)
+		clear_security_credential(name, columns)
+
+
+def clear_security_credential(name, columns=None):
+	"""A Security Credential is never stored by this app (it is derived when needed): drop the one
+	payments kept, from its column and, where it was a Password field, from __Auth."""
+	if "security_credential" in (columns if columns is not None else _columns()):
+		frappe.db.sql(f"update `tab{SETTINGS}` set security_credential = null where name = %s", name)
+	frappe.db.delete("__Auth", {"doctype": SETTINGS, "name": name, "fieldname": "security_credential"})
+
+
+def _payments_values():
+	import json
+
+	return json.loads(frappe.db.get_default(PAYMENTS_VALUES_KEY) or "{}")
+
+
+def remember_payments_values(name, row, values):
+	"""Keep payments' own value of each payments field adoption overwrites (with what it wrote)."""
+	import json
+
+	kept = _payments_values()
+	kept[name] = {
+		field: {"payments": row.get(field), "adopted": values[field]}
+		for field in ("business_shortcode", "till_number")
+		if field in values and (row.get(field) or None) != (values[field] or None)
+	}
+	frappe.db.set_default(PAYMENTS_VALUES_KEY, json.dumps(kept, sort_keys=True))
+
+
+def restore_payments_values(names=None):
+	"""Give payments' records back what payments had: the sandbox flag from Environment, and each
+	field adoption overwrote, unless it was edited since; drop only this app's secrets."""
+	import json
+
+	columns = _columns()
+	names = frappe.get_all(SETTINGS, pluck="name") if names is None else list(names)
+	kept = _payments_values()
+	for name in names:
+		if "sandbox" in columns and "environment" in columns:
+			frappe.db.sql(
+				f"update `tab{SETTINGS}` set sandbox = (environment = 'Sandbox') where name = %s", name
+			)
+		for field, value in (kept.pop(name, None) or {}).items():
+			if field in columns and frappe.db.get_value(SETTINGS, name, field) == value["adopted"]:
+				frappe.db.sql(
+					f"update `tab{SETTINGS}` set `{field}` = %s where name = %s", (value["payments"], name)
+				)
+		frappe.db.delete("__Auth", {"doctype": SETTINGS, "name": name, "fieldname": ("in", OUR_PASSWORD_FIELDS)})
+	if kept:
+		frappe.db.set_default(PAYMENTS_VALUES_KEY, json.dumps(kept, sort_keys=True))
+	else:
+		frappe.defaults.clear_default(PAYMENTS_VALUES_KEY, parent="__default")
 
 
 def default_base_url():
@@ -128,8 +222,41 @@ def before_uninstall():
 		# payments' records keep their consumer secrets and passkeys.
 		ours.remove(SETTINGS)
 	frappe.db.delete("__Auth", {"doctype": ("in", ours)})
-	# Frappe v15 leaves an uninstalled app's Scheduled Job Types behind.
+	delete_files(attachments(ours))
+	forget_singles()
+	# Frappe v15 leaves an uninstalled app's Scheduled Job Types behind, and their logs.
+	jobs = frappe.get_all("Scheduled Job Type", filters={"method": ("like", "frappe_mpesa.%")}, pluck="name")
+	if jobs:
+		frappe.db.delete("Scheduled Job Log", {"scheduled_job_type": ("in", jobs)})
 	frappe.db.delete("Scheduled Job Type", {"method": ("like", "frappe_mpesa.%")})
+
+
+def attachments(doctypes):
+	"""The File records attached to documents of ``doctypes``, and those the Singles' Attach
+	fields point at."""
+	names = set(frappe.get_all("File", filters={"attached_to_doctype": ("in", doctypes)}, pluck="name"))
+	urls = [
+		row[0]
+		for row in frappe.db.sql(
+			"select value from `tabSingles` where doctype in %(singles)s and field like %(field)s",
+			{"singles": SINGLES, "field": "%\\_certificate"},
+		)
+		if row[0]
+	]
+	if urls:
+		names.update(frappe.get_all("File", filters={"file_url": ("in", urls)}, pluck="name"))
+	return sorted(names)
+
+
+def delete_files(names):
+	"""Delete File records, and their files on disk unless another File shares the content."""
+	for name in names:
+		frappe.delete_doc("File", name, ignore_permissions=True, force=True, delete_permanently=True)
+
+
+def forget_singles():
+	# Frappe v15 deletes no Single's values (tabSingles) when it deletes its DocType.
+	frappe.db.delete("Singles", {"doctype": ("in", SINGLES)})
 
 
 def hand_back_settings():
@@ -141,11 +268,9 @@ def hand_back_settings():
 		field["fieldname"]
 		for field in _definition(frappe.get_app_path(PAYMENTS), "payment_gateways")["fields"]
 	}
+	restore_payments_values()
 	columns = _columns()
-	if "sandbox" in columns and "environment" in columns:
-		frappe.db.sql(f"update `tab{SETTINGS}` set sandbox = (environment = 'Sandbox')")
 	frappe.reload_doc("payment_gateways", "doctype", "mpesa_settings", force=True)
-	frappe.db.delete("__Auth", {"doctype": SETTINGS, "fieldname": ("in", OUR_PASSWORD_FIELDS)})
 	for column in sorted((ours - theirs) & columns):
 		frappe.db.sql_ddl(f"alter table `tab{SETTINGS}` drop column `{column}`")
 	frappe.clear_cache(doctype=SETTINGS)
@@ -172,6 +297,42 @@ def after_uninstall():
 		# Only roles this app created, and only while no remaining DocType grants them.
 		if frappe.db.exists("Role", role) and not frappe.db.exists("DocPerm", {"role": role}):
 			frappe.delete_doc("Role", role, ignore_permissions=True, force=True)
-	frappe.db.sql("delete from `tabDefaultValue` where defkey = %s", CREATED_ROLES_KEY)
+	frappe.db.sql(
+		"delete from `tabDefaultValue` where defkey in %s", ((CREATED_ROLES_KEY, PAYMENTS_VALUES_KEY),)
+	)
+	# With payments, "Mpesa Settings" went back to it with its records and their history.
+	forget_references([d for d in OUR_DOCTYPES if not frappe.db.exists("DocType", d)])
+	forget_error_logs()
 	# Frappe has already committed the uninstall and commits nothing after this hook.
 	frappe.db.commit()
+
+
+def forget_references(doctypes):
+	"""Delete what the rest of the site keeps about ``doctypes`` (uninstalled): history, comments,
+	deleted copies, shares, customisations, reports and the like."""
+	if not doctypes:
+		return
+	for table, column in REFERENCING_LOGS:
+		if frappe.db.table_exists(table, cached=False) and column in frappe.db.get_table_columns(table):
+			frappe.db.sql(f"delete from `tab{table}` where `{column}` in %s", (tuple(doctypes),))
+	for table, column in REFERENCING_DOCUMENTS:
+		if not frappe.db.table_exists(table, cached=False) or column not in frappe.db.get_table_columns(table):
+			continue
+		for (name,) in frappe.db.sql(f"select name from `tab{table}` where `{column}` in %s", (tuple(doctypes),)):
+			frappe.delete_doc(table, name, ignore_permissions=True, force=True, delete_permanently=True)
+	# What Frappe's uninstall keeps in Deleted Document: the app's DocTypes, Module Def, Workspaces.
+	frappe.db.sql(
+		"""delete from `tabDeleted Document` where (deleted_doctype in ('DocType', 'DocField', 'DocPerm')
+		and deleted_name in %(doctypes)s) or (deleted_doctype = 'Module Def' and deleted_name = %(module)s)
+		or (deleted_doctype in ('Workspace', 'Report', 'Page', 'Number Card', 'Dashboard Chart')
+		and data like %(module_json)s)""",
+		{"doctypes": tuple(doctypes), "module": MODULE, "module_json": f'%"module": "{MODULE}"%'},
+	)
+
+
+def forget_error_logs():
+	"""The app's own Error Logs (its titles, tracebacks through its code): after_uninstall only."""
+	conditions = " or ".join(["method like %s"] * len(ERROR_LOG_MARKERS) + ["error like %s"])
+	frappe.db.sql(
+		f"delete from `tabError Log` where {conditions}", (*ERROR_LOG_MARKERS, ERROR_LOG_MARKERS[0])
+	)

@@ -10,6 +10,7 @@ request must see is committed, and every test class removes what it committed.
 import contextlib
 import http.client
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import frappe
 from frappe.utils.password import update_password
 
 from frappe_mpesa import settings_store
+from frappe_mpesa.install import ERROR_LOG_MARKERS, OUR_DOCTYPES
 from frappe_mpesa.sandbox import (
 	CA_FILE,
 	DEFAULT_CONSUMER_KEY,
@@ -27,7 +29,6 @@ from frappe_mpesa.sandbox import (
 	DEFAULT_INITIATOR_NAME,
 	DEFAULT_INITIATOR_PASSWORD,
 	DEFAULT_PASSKEY,
-	DEFAULT_SHORTCODE,
 	MPESA_TEST_CERT_PEM,
 	Sandbox,
 )
@@ -52,6 +53,9 @@ OTHER_CHECKER = "mpesa-checker-2@example.com"
 USERS = {MAKER: ("Accounts User",), CHECKER: ("Accounts Manager",), OTHER_CHECKER: ("Accounts Manager",)}
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
 TEST_PASSWORD = "Mpesa-Test-Pass-2026!"
+TEST_PREFIX = "_Test "  # every test settings record's name starts so; nothing else is replaced
+TEST_FILE_PREFIX = "frappe-mpesa-test-"
+CERTIFICATE = "Mpesa Public Key Certificate"
 
 
 def set_site_config(key, value):
@@ -221,8 +225,44 @@ def post(url, body, headers=None, timeout=15):
 		return error.code, error.read().decode()
 
 
+def taken_shortcodes():
+	rows = frappe.get_all(
+		"Mpesa Settings", fields=["business_shortcode", "till_number", "initiator_shortcode"]
+	)
+	return {value for row in rows for value in row.values() if value}
+
+
+def unique_shortcode():
+	"""A 7-digit shortcode that no Mpesa Settings on the site uses (the sandbox serves any)."""
+	taken = taken_shortcodes()
+	while True:
+		code = str(9_000_000 + secrets.randbelow(1_000_000))
+		if code not in taken:
+			return code
+
+
+_test_shortcode = None
+
+
+def suite_shortcode():
+	"""The shortcode of this run's test records unless a class picks its own; free on the site
+	(apart from test records, which use it one class at a time)."""
+	global _test_shortcode
+	others = frappe.get_all(
+		"Mpesa Settings",
+		filters={"name": ("not like", TEST_PREFIX + "%")},
+		fields=["business_shortcode", "till_number", "initiator_shortcode"],
+	)
+	if _test_shortcode is None or _test_shortcode in {v for row in others for v in row.values() if v}:
+		_test_shortcode = unique_shortcode()
+	return _test_shortcode
+
+
 def make_settings(name, base_url, **values):
-	"""A committed Sandbox-environment Mpesa Settings record using the sandbox's public values."""
+	"""A committed Sandbox-environment Mpesa Settings record using the sandbox's public values,
+	named "_Test …" and, unless given one, on this run's test shortcode."""
+	if not name.startswith(TEST_PREFIX):
+		raise ValueError(f"test settings must be named {TEST_PREFIX!r}…, not {name!r}")
 	if frappe.db.exists("Mpesa Settings", name):
 		delete_settings(name)
 	doc = frappe.get_doc(
@@ -232,7 +272,7 @@ def make_settings(name, base_url, **values):
 			"environment": "Sandbox",
 			"consumer_key": DEFAULT_CONSUMER_KEY,
 			"consumer_secret": DEFAULT_CONSUMER_SECRET,
-			"business_shortcode": values.pop("business_shortcode", DEFAULT_SHORTCODE),
+			"business_shortcode": values.pop("business_shortcode", None) or suite_shortcode(),
 			"online_passkey": DEFAULT_PASSKEY,
 			"initiator_name": DEFAULT_INITIATOR_NAME,
 			"initiator_password": DEFAULT_INITIATOR_PASSWORD,
@@ -251,13 +291,17 @@ def make_settings(name, base_url, **values):
 
 def delete_settings(name):
 	"""Remove a test settings record and everything recorded for it; commits."""
+	if not name.startswith(TEST_PREFIX):
+		raise ValueError(f"only test settings ({TEST_PREFIX!r}…) are deleted, not {name!r}")
 	for doctype in TRANSACTION_DOCTYPES:
 		for row in frappe.get_all(doctype, filters={"mpesa_settings": name}, pluck="name"):
 			frappe.db.delete("Mpesa Account Balance", {"parent": row})
 			frappe.db.delete("B2C Disbursement Payee", {"parent": row})
 			frappe.db.delete(doctype, {"name": row})
+			forget_history(doctype, row)
 	# Child rows (matching rules) too: a record made again under this name must not inherit them.
 	frappe.db.delete("Mpesa C2B Matching Rule", {"parenttype": "Mpesa Settings", "parent": name})
+	forget_history("Mpesa Settings", name)
 	if frappe.db.exists("Mpesa Settings", name):
 		settings_store.TokenStore(name).forget()
 		frappe.db.delete("__Auth", {"doctype": "Mpesa Settings", "name": name})
@@ -273,33 +317,129 @@ def delete_settings(name):
 	frappe.db.commit()
 
 
+def forget_history(doctype, name):
+	"""What Frappe kept about a deleted test document: versions, comments, deleted copies."""
+	frappe.db.delete("Version", {"ref_doctype": doctype, "docname": name})
+	frappe.db.delete("Comment", {"reference_doctype": doctype, "reference_name": name})
+	frappe.db.delete("Deleted Document", {"deleted_doctype": doctype, "deleted_name": name})
+	if frappe.db.table_exists("Activity Log"):
+		frappe.db.delete("Activity Log", {"reference_doctype": doctype, "reference_name": name})
+
+
+def make_test_file(content, **values):
+	"""A committed private File of a test, named so that cleanup knows it; returns the File."""
+	name = f"{TEST_FILE_PREFIX}{secrets.token_hex(4)}-{values.pop('file_name', 'file.cer')}"
+	return frappe.get_doc(
+		{"doctype": "File", "file_name": name, "content": content, "is_private": 1, **values}
+	).insert(ignore_permissions=True)
+
+
+def delete_test_files():
+	"""Every File a test made (and its file on disk unless shared), and the comments it caused."""
+	for name in frappe.get_all("File", filters={"file_name": ("like", TEST_FILE_PREFIX + "%")}, pluck="name"):
+		frappe.delete_doc("File", name, ignore_permissions=True, force=True, delete_permanently=True)
+	frappe.db.delete("Comment", {"reference_doctype": CERTIFICATE, "content": ("like", f"%{TEST_FILE_PREFIX}%")})
+	frappe.db.commit()
+
+
+_certificate_before = None  # the Single's own rows in tabSingles, while a test certificate is up
+
+
 def upload_test_certificate():
-	"""The sandbox's test public key certificate as the Sandbox certificate; commits."""
+	"""The sandbox's test public key certificate as the Sandbox certificate; commits. The Single's
+	own values are kept, for restore_certificate()."""
+	global _certificate_before
+	if _certificate_before is None:
+		_certificate_before = frappe.db.sql(
+			"select field, value from `tabSingles` where doctype = %s", CERTIFICATE
+		)
 	with open(MPESA_TEST_CERT_PEM, "rb") as f:
 		content = f.read()
-	earlier = {
-		"attached_to_doctype": "Mpesa Public Key Certificate",
-		"attached_to_field": "sandbox_certificate",
-		"file_name": "sandbox-public-key.cer",
-	}
-	for name in frappe.get_all("File", filters=earlier, pluck="name"):
-		frappe.delete_doc("File", name, ignore_permissions=True, force=True)
-	file = frappe.get_doc(
-		{
-			"doctype": "File",
-			"file_name": "sandbox-public-key.cer",
-			"content": content,
-			"is_private": 1,
-			"attached_to_doctype": "Mpesa Public Key Certificate",
-			"attached_to_name": "Mpesa Public Key Certificate",
-			"attached_to_field": "sandbox_certificate",
-		}
-	).insert(ignore_permissions=True)
-	single = frappe.get_single("Mpesa Public Key Certificate")
+	file = make_test_file(
+		content,
+		file_name="sandbox-public-key.cer",
+		attached_to_doctype=CERTIFICATE,
+		attached_to_name=CERTIFICATE,
+		attached_to_field="sandbox_certificate",
+	)
+	single = frappe.get_single(CERTIFICATE)
 	single.sandbox_certificate = file.file_url
 	single.save(ignore_permissions=True)
 	frappe.db.commit()
 	return single
+
+
+def restore_certificate():
+	"""Put the certificate Single's own values back, exactly, and delete the test files; commits."""
+	global _certificate_before
+	if _certificate_before is not None:
+		frappe.db.delete("Singles", {"doctype": CERTIFICATE})
+		for field, value in _certificate_before:
+			frappe.db.sql(
+				"insert into `tabSingles` (doctype, field, value) values (%s, %s, %s)",
+				(CERTIFICATE, field, value),
+			)
+		_certificate_before = None
+	frappe.db.commit()
+	frappe.clear_document_cache(CERTIFICATE, CERTIFICATE)
+	frappe.db.value_cache.pop(CERTIFICATE, None)
+	delete_test_files()
+
+
+class SiteLeftovers:
+	"""What a test class leaves in the site's shared tables besides its settings: callback logs
+	naming no record that exists, error logs of the app, versions, comments and deleted copies of
+	documents gone by then, the test users it created and their sessions. Only rows that were not
+	there when the class began are deleted, so the site's own rows are never touched."""
+
+	def __init__(self):
+		frappe.db.commit()
+		self.since = frappe.utils.now()
+		self.users = [email for email in USERS if not frappe.db.exists("User", email)]
+		self.before = self.candidates()
+
+	def candidates(self):
+		"""(table, name) of every row the clean-up would delete now."""
+		found = set()
+		for doctype in OUR_DOCTYPES:
+			if doctype in (CERTIFICATE, "Mpesa Account Balance"):
+				continue
+			for table, column, name_column in (
+				("Version", "ref_doctype", "docname"),
+				("Comment", "reference_doctype", "reference_name"),
+				("Deleted Document", "deleted_doctype", "deleted_name"),
+			):
+				for row in frappe.get_all(table, filters={column: doctype}, fields=["name", name_column]):
+					if not frappe.db.exists(doctype, row[name_column]):
+						found.add((table, row.name))
+		for log in frappe.get_all("Mpesa Callback Log", fields=["name", "mpesa_settings"]):
+			if not log.mpesa_settings or not frappe.db.exists("Mpesa Settings", log.mpesa_settings):
+				found.add(("Mpesa Callback Log", log.name))
+		for marker in ERROR_LOG_MARKERS:
+			for column in ("method", "error"):
+				for name in frappe.get_all("Error Log", filters={column: ("like", marker)}, pluck="name"):
+					found.add(("Error Log", name))
+		return found
+
+	def clean(self):
+		frappe.db.rollback()
+		since = {"creation": (">=", self.since)}
+		for table, name in sorted(self.candidates() - self.before):
+			frappe.db.delete(table, {"name": name})
+		# The REST sessions the tests opened, so no logged-in session outlives them.
+		while _rest_sessions:
+			sid = _rest_sessions.pop()
+			frappe.db.delete("Sessions", {"sid": sid})
+			frappe.cache.hdel("session", sid)
+		frappe.db.delete("Activity Log", {"user": ("in", list(USERS)), **since})
+		for email in self.users:
+			if frappe.db.exists("User", email):
+				frappe.delete_doc("User", email, ignore_permissions=True, force=True, delete_permanently=True)
+			for table, column in (("Activity Log", "user"), ("Sessions", "user"), ("Version", "docname")):
+				frappe.db.delete(table, {column: email})
+			frappe.db.delete("Deleted Document", {"deleted_name": email})
+		frappe.db.commit()
+		delete_test_files()
 
 
 def ensure_users():
@@ -326,33 +466,45 @@ class ServedSandboxTestCase(MpesaTestCase):
 	"""A test class with the site served over HTTPS, the embedded sandbox wired in, the test users
 	and certificate, and one committed settings record, all removed afterwards."""
 
-	SETTINGS = None  # the settings record's name
-	SHORTCODE = DEFAULT_SHORTCODE
+	SETTINGS = None  # the settings record's name, "_Test …"
+	SHORTCODE = None  # default: one no record on the site uses
 	SANDBOX_OPTIONS = {}  # e.g. callback_delay, c2b_validation
 
 	@classmethod
 	def setUpClass(cls):
 		super().setUpClass()
-		ensure_users()
-		upload_test_certificate()
+		cls.leftovers = SiteLeftovers()
 		cls.site = cls.sandbox_site = None
 		try:
+			ensure_users()
+			upload_test_certificate()
 			cls.site = ServedSite().start()
 			cls.sandbox_site = SandboxSite(**cls.SANDBOX_OPTIONS).start()
 			cls.sandbox = cls.sandbox_site.sandbox
-			cls.settings = make_settings(cls.SETTINGS, cls.site.url, business_shortcode=cls.SHORTCODE)
+			cls.shortcode = cls.SHORTCODE or unique_shortcode()
+			cls.settings = make_settings(cls.SETTINGS, cls.site.url, business_shortcode=cls.shortcode)
 		except BaseException:
 			# unittest skips tearDownClass after a failed setUpClass: stop the served site and the
-			# sandbox (and restore the site config) here, or they outlive the test run.
+			# sandbox (and restore the site config and the site's records) here, or they outlive
+			# the test run.
 			cls.stop_services()
+			cls.restore_site()
 			raise
 
 	@classmethod
 	def tearDownClass(cls):
 		frappe.set_user("Administrator")
-		delete_settings(cls.SETTINGS)
 		cls.stop_services()
+		cls.restore_site()
 		super().tearDownClass()
+
+	@classmethod
+	def restore_site(cls):
+		frappe.set_user("Administrator")
+		frappe.db.rollback()
+		delete_settings(cls.SETTINGS)
+		restore_certificate()
+		cls.leftovers.clean()
 
 	@classmethod
 	def stop_services(cls):
@@ -360,6 +512,9 @@ class ServedSandboxTestCase(MpesaTestCase):
 			cls.sandbox_site.stop()
 		if cls.site:
 			cls.site.stop()
+
+
+_rest_sessions = set()  # sids of the sessions RestClient opened, closed by SiteLeftovers.clean()
 
 
 class RestClient:
@@ -398,6 +553,7 @@ class RestClient:
 		for value in headers.get_all("Set-Cookie") or []:
 			if value.startswith("sid="):
 				self.cookie = value.split(";", 1)[0]
+				_rest_sessions.add(self.cookie[len("sid=") :])
 
 
 def wait_for(predicate, timeout=15.0, step=0.1):

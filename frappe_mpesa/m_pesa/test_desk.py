@@ -28,7 +28,7 @@ from frappe_mpesa.testing import (
 	wait_for,
 )
 
-SETTINGS = "Test Desk"
+SETTINGS = "_Test Desk"
 SYSTEM_MANAGER = "mpesa-desk-admin@example.com"
 PAYER = "254708374149"
 SITE_CURRENCY = "AED"  # what the site's default currency was where KES amounts showed as AED
@@ -70,7 +70,6 @@ def ensure_system_manager():
 
 class TestDesk(ServedSandboxTestCase):
 	SETTINGS = SETTINGS
-	SHORTCODE = "600321"
 	SANDBOX_OPTIONS = {"callback_delay": 0.2}
 
 	@classmethod
@@ -105,7 +104,7 @@ class TestDesk(ServedSandboxTestCase):
 		from frappe_mpesa import settings_store
 
 		settings_store.call(
-			settings, "c2b_simulate", shortcode=cls.SHORTCODE, amount=2500, phone=PAYER, bill_ref_number="INV-8"
+			settings, "c2b_simulate", shortcode=cls.shortcode, amount=2500, phone=PAYER, bill_ref_number="INV-8"
 		)
 		records["Mpesa Initiator Request"] = api.check_balance(SETTINGS)
 		frappe.set_user(MAKER)
@@ -165,7 +164,7 @@ class TestDesk(ServedSandboxTestCase):
 				self.assertEqual(status, 200, (user, path, text[:300]))
 				body = json.loads(text)
 				doc = body.get("data") or body.get("message") or body["docs"][0]
-				self.assertEqual(doc["business_shortcode"], self.SHORTCODE)
+				self.assertEqual(doc["business_shortcode"], self.shortcode)
 				self.assertEqual(float(doc["transaction_limit"]), 150000)
 				self.assertEqual(doc["currency"], "KES")
 				for fieldname in SECRET_FIELDS + LEVEL_ONE:

@@ -24,8 +24,8 @@ from frappe_mpesa.m_pesa.report.m_pesa_reconciliation import m_pesa_reconciliati
 from frappe_mpesa.m_pesa.test_desk import Desk, browser
 from frappe_mpesa.testing import MAKER, ServedSandboxTestCase, delete_settings, make_settings
 
-SETTINGS = "Test Reconciliation"
-REPORT_SETTINGS = "Test Reconciliation Reports"
+SETTINGS = "_Test Reconciliation"
+REPORT_SETTINGS = "_Test Reconciliation Reports"
 SHORTCODE, REPORT_SHORTCODE = "600441", "600442"
 C2B = "Mpesa C2B Payment Register"
 PE = "Payment Entry"

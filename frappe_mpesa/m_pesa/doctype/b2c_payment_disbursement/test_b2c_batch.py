@@ -16,7 +16,7 @@ import frappe
 from frappe_mpesa import initiator, records
 from frappe_mpesa.testing import CHECKER, MAKER, OTHER_CHECKER, ServedSandboxTestCase, wait_for
 
-SETTINGS = "Test B2C Batch"
+SETTINGS = "_Test B2C Batch"
 DOCTYPE = "B2C Payment Disbursement"
 PAYEE = "B2C Disbursement Payee"
 B2C_PATH = "/mpesa/b2c/v3/paymentrequest"

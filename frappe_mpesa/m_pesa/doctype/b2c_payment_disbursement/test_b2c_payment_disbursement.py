@@ -22,7 +22,7 @@ from frappe_mpesa.testing import (
 	wait_for,
 )
 
-SETTINGS = "Test B2C"
+SETTINGS = "_Test B2C"
 PHONE = "254708374149"
 PAYEE = "B2C Disbursement Payee"
 DOCTYPE = "B2C Payment Disbursement"
@@ -32,7 +32,6 @@ RESOURCE = "/api/resource/B2C%20Payment%20Disbursement/"
 
 class TestB2CPaymentDisbursement(ServedSandboxTestCase):
 	SETTINGS = SETTINGS
-	SHORTCODE = "600984"
 	SANDBOX_OPTIONS = {"callback_delay": 0.3}
 
 	def tearDown(self):

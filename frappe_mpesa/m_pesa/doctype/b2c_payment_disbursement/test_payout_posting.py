@@ -11,7 +11,7 @@ from frappe.utils import flt
 from frappe_mpesa import initiator
 from frappe_mpesa.testing import CHECKER, ServedSandboxTestCase, wait_for
 
-SETTINGS = "Test Payouts"
+SETTINGS = "_Test Payouts"
 DOCTYPE = "B2C Payment Disbursement"
 PAYEE = "B2C Disbursement Payee"
 B2C_PATH = "/mpesa/b2c/v3/paymentrequest"

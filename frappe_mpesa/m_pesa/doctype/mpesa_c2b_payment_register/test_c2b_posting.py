@@ -18,8 +18,7 @@ from frappe_mpesa import api, daraja, settings_store, urls
 from frappe_mpesa.erpnext import c2b_posting, reversal
 from frappe_mpesa.testing import ServedSandboxTestCase, delete_settings, post, wait_for
 
-SETTINGS = "Test C2B Posting"
-SHORTCODE = "600990"
+SETTINGS = "_Test C2B Posting"
 C2B = "Mpesa C2B Payment Register"
 PE = "Payment Entry"
 COPIES = 50
@@ -50,7 +49,6 @@ def post_worker(site, sites_path, trans_id, barrier):
 
 class TestC2BPosting(ServedSandboxTestCase):
 	SETTINGS = SETTINGS
-	SHORTCODE = SHORTCODE
 	SANDBOX_OPTIONS = {"callback_delay": 0.1, "c2b_validation": True}
 
 	@classmethod
@@ -159,7 +157,7 @@ class TestC2BPosting(ServedSandboxTestCase):
 				"TransID": trans_id,
 				"TransTime": frappe.utils.now_datetime().strftime("%Y%m%d%H%M%S"),
 				"TransAmount": f"{amount:.2f}",
-				"BusinessShortCode": SHORTCODE,
+				"BusinessShortCode": self.shortcode,
 				"BillRefNumber": reference,
 				"InvoiceNumber": "",
 				"OrgAccountBalance": "",
@@ -374,7 +372,7 @@ class TestC2BPosting(ServedSandboxTestCase):
 		answer = settings_store.call(
 			settings,
 			"c2b_simulate",
-			shortcode=SHORTCODE,
+			shortcode=self.shortcode,
 			amount=60,
 			phone="254708374149",
 			bill_ref_number=si.name,

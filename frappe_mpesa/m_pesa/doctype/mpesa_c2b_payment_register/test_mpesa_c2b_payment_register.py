@@ -15,13 +15,11 @@ from frappe_mpesa.testing import (
 	wait_for,
 )
 
-SETTINGS = "Test C2B"
-SHORTCODE = "600984"
+SETTINGS = "_Test C2B"
 
 
 class TestMpesaC2BPaymentRegister(ServedSandboxTestCase):
 	SETTINGS = SETTINGS
-	SHORTCODE = SHORTCODE
 	SANDBOX_OPTIONS = {"callback_delay": 0.2, "c2b_validation": True}
 
 	def tearDown(self):
@@ -34,7 +32,8 @@ class TestMpesaC2BPaymentRegister(ServedSandboxTestCase):
 			settings.callback_base_url, kind, settings.callback_id, settings.get_password("callback_secret")
 		)
 
-	def confirmation(self, trans_id, amount="5.00", shortcode=SHORTCODE, reference="INV-7"):
+	def confirmation(self, trans_id, amount="5.00", shortcode=None, reference="INV-7"):
+		shortcode = shortcode or self.shortcode
 		return json.dumps(
 			{
 				"TransactionType": "Pay Bill",
@@ -70,7 +69,7 @@ class TestMpesaC2BPaymentRegister(ServedSandboxTestCase):
 		)
 		row = frappe.get_all("Mpesa C2B Payment Register", filters=filters, fields=["*"])[0]
 		self.assertEqual(float(row.trans_amount), 15.0)
-		self.assertEqual(row.business_shortcode, SHORTCODE)
+		self.assertEqual(row.business_shortcode, self.shortcode)
 		self.assertTrue(row.trans_id and row.trans_time)
 
 	def test_duplicate_confirmations_give_one_record(self):

@@ -17,7 +17,7 @@ import frappe
 from frappe_mpesa import api, callbacks, records, urls
 from frappe_mpesa.testing import ServedSandboxTestCase, post, wait_for
 
-SETTINGS = "Test Callback Hardening"
+SETTINGS = "_Test Callback Hardening"
 LOG = "Mpesa Callback Log"
 B2C = "B2C Payment Disbursement"
 PAYEE = "B2C Disbursement Payee"
@@ -78,7 +78,6 @@ def outside_address():
 
 class TestCallbackHardening(ServedSandboxTestCase):
 	SETTINGS = SETTINGS
-	SHORTCODE = "600977"
 	SANDBOX_OPTIONS = {"callback_delay": 60}  # the sandbox's own callbacks never matter here
 
 	def setUp(self):

@@ -20,7 +20,7 @@ from frappe_mpesa import links
 from frappe_mpesa.sandbox.server import STK_PUSH_PATH
 from frappe_mpesa.testing import MAKER, MpesaTestCase, ServedSandboxTestCase, ensure_users, wait_for
 
-SETTINGS = "Test Checkout"
+SETTINGS = "_Test Checkout"
 COMPANY = "Test Shop Ltd"
 PAYER = "254708374149"
 CANCELS, TIMES_OUT, WRONG_PIN, NO_FUNDS = "254700001032", "254700001037", "254700002001", "254700000001"

@@ -19,7 +19,7 @@ from frappe_mpesa.testing import (
 	wait_for,
 )
 
-SETTINGS = "Test Express"
+SETTINGS = "_Test Express"
 PAYER = "254708374149"
 
 

@@ -18,14 +18,13 @@ from frappe_mpesa.testing import (
 	wait_for,
 )
 
-SETTINGS = "Test Initiator"
+SETTINGS = "_Test Initiator"
 DOCTYPE = "Mpesa Initiator Request"
 REVERSAL_PATH = "/mpesa/reversal/v1/request"
 
 
 class TestMpesaInitiatorRequest(ServedSandboxTestCase):
 	SETTINGS = SETTINGS
-	SHORTCODE = "600996"
 	SANDBOX_OPTIONS = {"callback_delay": 0.2}
 
 	def done(self, name):

@@ -3,10 +3,16 @@
 
 import frappe
 
-from frappe_mpesa.testing import MpesaTestCase, upload_test_certificate
+from frappe_mpesa.testing import MpesaTestCase, make_test_file, restore_certificate, upload_test_certificate
 
 
 class TestMpesaPublicKeyCertificate(MpesaTestCase):
+	@classmethod
+	def tearDownClass(cls):
+		frappe.db.rollback()
+		restore_certificate()
+		super().tearDownClass()
+
 	def test_upload_shows_subject_key_and_fingerprint(self):
 		single = upload_test_certificate()
 		self.assertIn("CN=", single.sandbox_subject)
@@ -14,9 +20,7 @@ class TestMpesaPublicKeyCertificate(MpesaTestCase):
 		self.assertEqual(len(single.sandbox_fingerprint.split(":")), 32)
 
 	def test_bad_file_is_refused_with_a_clear_message(self):
-		file = frappe.get_doc(
-			{"doctype": "File", "file_name": "not-a-cert.cer", "content": b"hello", "is_private": 1}
-		).insert(ignore_permissions=True)
+		file = make_test_file(b"hello", file_name="not-a-cert.cer")
 		single = frappe.get_single("Mpesa Public Key Certificate")
 		single.production_certificate = file.file_url
 		with self.assertRaises(frappe.ValidationError) as caught:

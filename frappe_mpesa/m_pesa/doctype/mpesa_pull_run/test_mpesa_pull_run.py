@@ -20,7 +20,7 @@ from frappe_mpesa.m_pesa.doctype.mpesa_statement_import.test_mpesa_statement_imp
 )
 from frappe_mpesa.testing import ServedSandboxTestCase, post, wait_for
 
-SETTINGS = "Test Pull"
+SETTINGS = "_Test Pull"
 SHORTCODE = "600773"
 QUERY = "/pulltransactions/v1/query"
 REGISTER = "/pulltransactions/v1/register"

@@ -10,9 +10,16 @@ import time
 import frappe
 
 from frappe_mpesa import api, settings_store, urls
-from frappe_mpesa.testing import MpesaTestCase, SandboxSite, delete_settings, make_settings, token_worker
+from frappe_mpesa.testing import (
+	MpesaTestCase,
+	SandboxSite,
+	SiteLeftovers,
+	delete_settings,
+	make_settings,
+	token_worker,
+)
 
-SETTINGS = "Test Settings"
+SETTINGS = "_Test Settings"
 BASE = "https://shop.example.com"
 OAUTH = "/oauth/v1/generate"
 WORKERS = 8
@@ -22,6 +29,7 @@ class TestMpesaSettings(MpesaTestCase):
 	@classmethod
 	def setUpClass(cls):
 		super().setUpClass()
+		cls.leftovers = SiteLeftovers()
 		cls.sandbox_site = SandboxSite().start()
 		cls.sandbox = cls.sandbox_site.sandbox
 
@@ -30,6 +38,7 @@ class TestMpesaSettings(MpesaTestCase):
 		delete_settings(SETTINGS)
 		delete_settings(SETTINGS + " 2")
 		cls.sandbox_site.stop()
+		cls.leftovers.clean()
 		super().tearDownClass()
 
 	def setUp(self):

@@ -19,7 +19,7 @@ from frappe_mpesa import api, gateway, payment_requests, urls
 from frappe_mpesa.sandbox.server import STK_PUSH_PATH
 from frappe_mpesa.testing import MpesaTestCase, ServedSandboxTestCase, post, wait_for
 
-SETTINGS = "Test Payment Request"
+SETTINGS = "_Test Payment Request"
 PAYER = "254708374149"
 CUSTOMER = "_Test M-Pesa Customer"
 ITEM = "_Test M-Pesa Service"
@@ -120,7 +120,7 @@ class TestPaymentRequest(ServedSandboxTestCase):
 			if doc.docstatus == 1:
 				doc.flags.ignore_links = True
 				doc.cancel()
-			frappe.delete_doc(doctype, name, force=True, ignore_permissions=True)
+			frappe.delete_doc(doctype, name, force=True, ignore_permissions=True, delete_permanently=True)
 		frappe.db.commit()
 
 	def payment_entries(self):

@@ -15,7 +15,7 @@ from frappe_mpesa import records, statement_import
 from frappe_mpesa.testing import CHECKER, MAKER, MpesaTestCase, delete_settings, ensure_users, make_settings
 
 IMPORT = statement_import.IMPORT
-SETTINGS = "Test Statement Import"
+SETTINGS = "_Test Statement Import"
 SHORTCODE = "600771"
 HEADER = [
 	"Receipt No.", "Completion Time", "Initiation Time", "Details", "Transaction Status", "Paid In",
