@@ -18,11 +18,17 @@ import frappe
 from frappe.utils import flt, now_datetime, nowdate
 
 from frappe_mpesa.erpnext import reconciliation
-from frappe_mpesa.m_pesa.doctype.mpesa_c2b_payment_register.test_c2b_posting import _remove, erpnext_missing
 from frappe_mpesa.m_pesa.report.m_pesa_collections import m_pesa_collections
 from frappe_mpesa.m_pesa.report.m_pesa_reconciliation import m_pesa_reconciliation
 from frappe_mpesa.m_pesa.test_desk import Desk, browser
-from frappe_mpesa.testing import MAKER, ServedSandboxTestCase, delete_settings, make_settings
+from frappe_mpesa.testing import (
+	MAKER,
+	ErpnextRecords,
+	ServedSandboxTestCase,
+	delete_settings,
+	erpnext_missing,
+	make_settings,
+)
 
 SETTINGS = "_Test Reconciliation"
 REPORT_SETTINGS = "_Test Reconciliation Reports"
@@ -31,9 +37,10 @@ C2B = "Mpesa C2B Payment Register"
 PE = "Payment Entry"
 
 
-class TestReconciliation(ServedSandboxTestCase):
+class TestReconciliation(ErpnextRecords, ServedSandboxTestCase):
 	SETTINGS = SETTINGS
 	SHORTCODE = SHORTCODE
+	RECEIPT_PREFIX = "R"
 
 	@classmethod
 	def setUpClass(cls):
@@ -43,35 +50,15 @@ class TestReconciliation(ServedSandboxTestCase):
 			raise unittest.SkipTest(reason)
 		delete_settings(SETTINGS)
 		super().setUpClass()
-		cls.tag = frappe.generate_hash(length=6).upper()
-		cls.company = frappe.db.get_single_value("Global Defaults", "default_company")
-		cls.made = []
-		cls.item = f"_Test Recon Item {cls.tag}"
-		frappe.get_doc(
-			{
-				"doctype": "Item",
-				"item_code": cls.item,
-				"item_group": frappe.db.get_value("Item Group", {"is_group": 0}) or "All Item Groups",
-				"stock_uom": "Nos",
-				"is_stock_item": 0,
-			}
-		).insert(ignore_permissions=True)
-		cls.made.append(("Item", cls.item))
+		cls.make_records("Recon")
 		cls.report_settings = make_settings(REPORT_SETTINGS, cls.site.url, business_shortcode=REPORT_SHORTCODE)
 		cls.report_data = cls.make_report_data()
 		frappe.db.commit()
 
 	@classmethod
 	def tearDownClass(cls):
-		frappe.set_user("Administrator")
-		frappe.db.rollback()
-		entries = frappe.get_all(PE, filters={"reference_no": ("like", f"R{cls.tag}%")}, pluck="name")
-		for name in entries:
-			_remove(PE, name)
-		for doctype, name in reversed(cls.made):
-			_remove(doctype, name)
+		cls.remove_records()
 		delete_settings(REPORT_SETTINGS)
-		frappe.db.commit()
 		super().tearDownClass()
 
 	def tearDown(self):
@@ -81,30 +68,9 @@ class TestReconciliation(ServedSandboxTestCase):
 	# ---- data ---------------------------------------------------------------------------
 
 	@classmethod
-	def customer(cls, name=None):
-		name = name or f"C{cls.tag}{frappe.generate_hash(length=4).upper()}"
-		doc = frappe.get_doc({"doctype": "Customer", "customer_name": name, "customer_type": "Individual"})
-		doc.insert(ignore_permissions=True)
-		cls.made.append(("Customer", doc.name))
-		return doc.name
-
-	@classmethod
 	def invoice(cls, customer, amount):
-		si = frappe.get_doc(
-			{
-				"doctype": "Sales Invoice",
-				"company": cls.company,
-				"customer": customer,
-				"currency": "KES",
-				"posting_date": nowdate(),
-				"due_date": nowdate(),
-				"items": [{"item_code": cls.item, "qty": 1, "rate": amount}],
-			}
-		)
-		si.insert(ignore_permissions=True)
-		si.submit()
-		cls.made.append(("Sales Invoice", si.name))
-		return si.name
+		"""A submitted invoice of today; its name."""
+		return super().invoice(customer, amount).name
 
 	@classmethod
 	def receipt(cls, amount, reference, settings=SETTINGS, first_name="JOHN", status="Unmatched"):

@@ -12,26 +12,24 @@ import threading
 import unittest
 
 import frappe
-from frappe.utils import add_days, flt, nowdate
+from frappe.utils import flt
 
 from frappe_mpesa import api, daraja, settings_store, urls
 from frappe_mpesa.erpnext import c2b_posting, reversal
-from frappe_mpesa.testing import ServedSandboxTestCase, delete_settings, post, wait_for
+from frappe_mpesa.testing import (
+	ErpnextRecords,
+	ServedSandboxTestCase,
+	delete_settings,
+	erpnext_missing,
+	post,
+	wait_for,
+)
 
 SETTINGS = "_Test C2B Posting"
 C2B = "Mpesa C2B Payment Register"
 PE = "Payment Entry"
 COPIES = 50
 WORKERS = 6
-
-
-def erpnext_missing():
-	if "erpnext" not in frappe.get_installed_apps():
-		return "ERPNext is not installed on this site"
-	company = frappe.db.get_single_value("Global Defaults", "default_company")
-	if not company or frappe.db.get_value("Company", company, "default_currency") != "KES":
-		return "no default company keeping its books in KES"
-	return None
 
 
 def post_worker(site, sites_path, trans_id, barrier):
@@ -47,7 +45,7 @@ def post_worker(site, sites_path, trans_id, barrier):
 		frappe.destroy()
 
 
-class TestC2BPosting(ServedSandboxTestCase):
+class TestC2BPosting(ErpnextRecords, ServedSandboxTestCase):
 	SETTINGS = SETTINGS
 	SANDBOX_OPTIONS = {"callback_delay": 0.1, "c2b_validation": True}
 
@@ -59,32 +57,11 @@ class TestC2BPosting(ServedSandboxTestCase):
 			raise unittest.SkipTest(reason)
 		delete_settings(SETTINGS)
 		super().setUpClass()
-		cls.company = frappe.db.get_single_value("Global Defaults", "default_company")
-		cls.tag = frappe.generate_hash(length=6).upper()
-		cls.item = f"_Test C2B Item {cls.tag}"
-		frappe.get_doc(
-			{
-				"doctype": "Item",
-				"item_code": cls.item,
-				"item_group": frappe.db.get_value("Item Group", {"is_group": 0}) or "All Item Groups",
-				"stock_uom": "Nos",
-				"is_stock_item": 0,
-			}
-		).insert(ignore_permissions=True)
-		cls.made = [("Item", cls.item)]
-		frappe.db.commit()
+		cls.make_records("C2B")
 
 	@classmethod
 	def tearDownClass(cls):
-		frappe.set_user("Administrator")
-		frappe.db.rollback()
-		entries = frappe.get_all(PE, filters={"reference_no": ("like", f"T{cls.tag}%")}, pluck="name")
-		entries += frappe.get_all(PE, filters={"party": ("like", f"C{cls.tag}%")}, pluck="name")
-		for name in set(entries):
-			_remove(PE, name)
-		for doctype, name in reversed(cls.made):
-			_remove(doctype, name)
-		frappe.db.commit()
+		cls.remove_records()
 		super().tearDownClass()
 
 	def setUp(self):
@@ -93,52 +70,6 @@ class TestC2BPosting(ServedSandboxTestCase):
 		frappe.db.commit()
 
 	# ---- data ---------------------------------------------------------------------------
-
-	def customer(self):
-		# Short: an account number has at most 20 characters.
-		name = f"C{self.tag}{frappe.generate_hash(length=4).upper()}"
-		doc = frappe.get_doc({"doctype": "Customer", "customer_name": name, "customer_type": "Individual"})
-		doc.insert(ignore_permissions=True)
-		self.made.append(("Customer", doc.name))
-		return doc.name
-
-	def invoice(self, customer, amount, days_ago=0):
-		day = add_days(nowdate(), -days_ago)
-		si = frappe.get_doc(
-			{
-				"doctype": "Sales Invoice",
-				"company": self.company,
-				"customer": customer,
-				"currency": "KES",
-				"set_posting_time": 1,
-				"posting_date": day,
-				"due_date": day,
-				"items": [{"item_code": self.item, "qty": 1, "rate": amount}],
-			}
-		)
-		si.insert()
-		si.submit()
-		self.made.append(("Sales Invoice", si.name))
-		frappe.db.commit()
-		return si
-
-	def order(self, customer, amount):
-		so = frappe.get_doc(
-			{
-				"doctype": "Sales Order",
-				"company": self.company,
-				"customer": customer,
-				"currency": "KES",
-				"transaction_date": nowdate(),
-				"delivery_date": add_days(nowdate(), 7),
-				"items": [{"item_code": self.item, "qty": 1, "rate": amount}],
-			}
-		)
-		so.insert()
-		so.submit()
-		self.made.append(("Sales Order", so.name))
-		frappe.db.commit()
-		return so
 
 	def trans_id(self):
 		TestC2BPosting.count = getattr(TestC2BPosting, "count", 0) + 1
@@ -425,12 +356,3 @@ class TestC2BPosting(ServedSandboxTestCase):
 		self.assertEqual(post(url, self.body(self.trans_id(), paid_si.name, 80))[1], daraja.c2b_accept())
 		self.assertEqual(post(url, self.body(self.trans_id(), cancelled_si.name, 80))[1], reject)
 
-
-def _remove(doctype, name):
-	if not frappe.db.exists(doctype, name):
-		return
-	doc = frappe.get_doc(doctype, name)
-	if doc.docstatus == 1:
-		doc.flags.ignore_links = True
-		doc.cancel()
-	frappe.delete_doc(doctype, name, force=True, ignore_permissions=True)
