@@ -1,9 +1,10 @@
 // Copyright (c) 2026, frappe_mpesa developers and contributors
 // For license information, please see license.txt
 
-// The filters the M-Pesa reports share, pulled into each report's script by Frappe's
-// {% include %} (frappe.model.utils.render_include). Each report's script runs in the page's
-// global scope, so what is shared is assigned to a namespace, never declared with const or let.
+// The filters the M-Pesa reports share, pulled into each report's script by Frappe's include
+// directive (frappe.model.utils.render_include, which refuses any other mention of the directive
+// in what it includes). Each report's script runs in the page's global scope, so what is shared
+// is assigned to a namespace, never declared with const or let.
 
 frappe.provide("frappe_mpesa.report_filters");
 
