@@ -135,11 +135,13 @@ def is_conflict(error):
 		return False
 
 
-def apply(settings_name, kind, parsed, source=CALLBACK):
+def apply(settings_name, kind, parsed, source=CALLBACK, settings=None):
 	"""Apply one parsed callback; an Outcome says what happened. Never raises for a conflict.
 
 	A C2B payment learnt another way (a pull, a statement import) comes here too, as a
-	c2b_confirmation with its ``source``, so whatever reacts to new register rows sees it alike."""
+	c2b_confirmation with its ``source``, so whatever reacts to new register rows sees it alike.
+	``settings``: the record's row if the caller has read it already (business_shortcode,
+	till_number, c2b_reference_doctype), saving the query."""
 	refused = blank_correlation(kind, parsed)
 	if refused:
 		return Outcome(INVALID, note=refused)
@@ -148,7 +150,7 @@ def apply(settings_name, kind, parsed, source=CALLBACK):
 		if kind == "stk":
 			return apply_stk(settings_name, parsed)
 		if kind == "c2b_confirmation":
-			return apply_c2b_confirmation(settings_name, parsed, source)
+			return apply_c2b_confirmation(settings_name, parsed, source, settings)
 		if kind in ("result", "timeout"):
 			return apply_result(settings_name, kind, parsed)
 		if kind == "pull":
@@ -217,10 +219,11 @@ def shortcodes(settings):
 	return {code for code in (settings.business_shortcode, settings.till_number) if code}
 
 
-def apply_c2b_confirmation(settings_name, parsed, source=CALLBACK):
-	settings = frappe.db.get_value(
-		SETTINGS, settings_name, ["business_shortcode", "till_number", "c2b_reference_doctype"], as_dict=True
-	)
+def apply_c2b_confirmation(settings_name, parsed, source=CALLBACK, settings=None):
+	if settings is None:
+		settings = frappe.db.get_value(
+			SETTINGS, settings_name, ["business_shortcode", "till_number", "c2b_reference_doctype"], as_dict=True
+		)
 	trans_id = parsed.get("TransID")
 	if str(parsed.get("BusinessShortCode")) not in shortcodes(settings):
 		return Outcome(MISMATCH, note=f"shortcode {parsed.get('BusinessShortCode')} is not this record's")
