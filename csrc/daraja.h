@@ -52,6 +52,8 @@
 #define DR_CA_CACHE_SLOTS 8            /* CA stores kept per module, one per CA file */
 #define DR_MAX_CALLBACK 65536          /* bytes of a callback body we accept */
 #define DR_MAX_DEPTH 32                /* nesting of arrays/objects in a callback body */
+#define DR_KEY_SLOTS 64                /* JSON object keys the reader keeps, as str objects */
+#define DR_KEY_MAX 48                  /* bytes of the longest key it keeps */
 
 /* ---- eight bytes at a time --------------------------------------------- */
 
@@ -152,6 +154,7 @@ typedef struct {
     PyObject *datetime;    /* datetime.datetime, for callback dates */
     PyObject *nairobi_tz;  /* datetime.timezone(timedelta(hours=3), "EAT") */
     PyObject *cb_cache;    /* callbacks.c's interned keys and lookup tables (a tuple) */
+    PyObject *json_keys[DR_KEY_SLOTS];  /* jsonread.c's last object keys, by a hash of their bytes */
     TokenCache tokens;
     KeySlot keys[DR_KEY_CACHE_SLOTS];
     unsigned next_key_slot;
@@ -494,6 +497,8 @@ PyObject *ex_py_stk_query(PyObject *self, PyObject *args, PyObject *kwargs);
 /* Parse len bytes of strict JSON into Python objects (fractions as Decimal);
  * ValidationError (field "body") naming the fault and its byte offset on error. */
 PyObject *jr_parse(DarajaState *st, const char *data, size_t len, size_t max_len);
+/* Drop the reader's kept keys. */
+void jr_clear_keys(DarajaState *st);
 /* Add parse_callback, verify_callback, new_callback_secret, c2b_accept, c2b_reject
  * and ack to the module; needs st->Decimal, st->datetime and st->nairobi_tz. */
 int cb_add_functions(PyObject *module);
