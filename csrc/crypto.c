@@ -24,6 +24,12 @@
 #include <immintrin.h>
 #define HAVE_AVX2_WIPE 1
 #endif
+/* GCC would turn the wiping loops back into memset (see cr_wipe); clang has no such switch. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_MEMSET_LOOPS optimize("no-tree-loop-distribute-patterns")
+#else
+#define NO_MEMSET_LOOPS
+#endif
 
 #include <limits.h>
 #include <malloc.h>
@@ -84,7 +90,7 @@ cr_secret_free(SecretBuf *s)
 #ifdef HAVE_AVX2_WIPE
 /* cr_wipe's loop with 32-byte stores, for n >= 32 on a CPU with AVX2 (libcurl's buffers are
  * wiped on every request: half the stores of SSE2). */
-__attribute__((target("avx2"), optimize("no-tree-loop-distribute-patterns"))) static void
+__attribute__((target("avx2"), NO_MEMSET_LOOPS)) static void
 wipe_avx2(unsigned char *b, size_t n)
 {
     const __m256i zero = _mm256_setzero_si256();
@@ -104,7 +110,7 @@ wipe_avx2(unsigned char *b, size_t n)
 }
 #endif
 
-__attribute__((optimize("no-tree-loop-distribute-patterns"))) void
+__attribute__((NO_MEMSET_LOOPS)) void
 cr_wipe(void *p, size_t n)
 {
     if (p == NULL) {
