@@ -391,17 +391,17 @@ tr_free(Transport *t)
 /* The request's headers as a list on the caller's stack. libcurl only reads the list,
  * so no copy of the Authorization header is made in memory we could not wipe, and no
  * allocation happens per request. Bodies stay far below libcurl's 1 MiB threshold for
- * "Expect: 100-continue", so no header is needed to turn it off. No User-Agent is sent
- * (Daraja asks for none, and libcurl sends none by default): libcurl 7.88 formats every
- * custom line through its printf engine and checks it against each header it may add,
- * about 4,000 instructions a request for that one line. */
+ * "Expect: 100-continue", so no header is needed to turn it off. */
 static struct curl_slist *
-build_headers(const TrRequest *req, struct curl_slist lines[2])
+build_headers(const TrRequest *req, struct curl_slist lines[3])
 {
+    /* A fixed line, not CURLOPT_USERAGENT, which libcurl formats anew for every request. */
+    static char user_agent[] = "User-Agent: frappe_mpesa (libcurl)";
     static char content_type[] = "Content-Type: application/json";
-    lines[1] = (struct curl_slist){(char *)req->auth_header, NULL};
-    lines[0] = (struct curl_slist){content_type, &lines[1]};
-    return req->body != NULL ? &lines[0] : &lines[1];
+    lines[2] = (struct curl_slist){(char *)req->auth_header, NULL};
+    lines[1] = (struct curl_slist){content_type, &lines[2]};
+    lines[0] = (struct curl_slist){user_agent, req->body != NULL ? &lines[1] : &lines[2]};
+    return &lines[0];
 }
 
 /* Set the per-request options: URL, headers, method, body and the time left. */
@@ -515,7 +515,7 @@ tr_perform(DarajaState *st, Transport *t, const TrRequest *req, TrResponse *resp
     long left_ms = (long)((req->deadline - dr_monotonic()) * 1000.0);
     CURLcode rc;
     CURL *h;
-    struct curl_slist lines[2];
+    struct curl_slist lines[3];
     struct curl_slist *headers = build_headers(req, lines);
 
     memset(resp, 0, sizeof(*resp));
