@@ -43,26 +43,21 @@ scheduler_events = {
 after_install = [
 	"frappe_mpesa.install.after_install",
 	"frappe_mpesa.erpnext.setup.after_install",
-	"frappe_mpesa.erpnext.payout_setup.after_install",
 ]
 after_migrate = [
 	"frappe_mpesa.install.after_migrate",
 	"frappe_mpesa.erpnext.setup.after_migrate",
-	"frappe_mpesa.erpnext.payout_setup.after_migrate",
 ]
 # frappe/payments ships a DocType of the same name, "Mpesa Settings": see install.py.
 after_app_install = [
 	"frappe_mpesa.install.after_app_install",
 	"frappe_mpesa.erpnext.setup.after_app_install",
-	"frappe_mpesa.erpnext.payout_setup.after_app_install",
 ]
 before_app_uninstall = [
 	"frappe_mpesa.erpnext.setup.before_app_uninstall",
-	"frappe_mpesa.erpnext.payout_setup.before_app_uninstall",
 ]
 before_uninstall = [
 	"frappe_mpesa.erpnext.setup.before_uninstall",
-	"frappe_mpesa.erpnext.payout_setup.before_uninstall",
 	"frappe_mpesa.install.before_uninstall",
 ]
 after_uninstall = "frappe_mpesa.install.after_uninstall"
