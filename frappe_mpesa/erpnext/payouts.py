@@ -215,10 +215,14 @@ def make_entry(row):
 	batch = frappe.db.get_value(B2C, row.parent, "*", as_dict=True)
 	books = accounting(batch)
 	date = getdate(row.completed_on) if row.completed_on else getdate(nowdate())
+	charges = flt(row.charges)
 	if row.reference_doctype in ("Expense Claim", "Employee Advance", "Purchase Invoice"):
 		entry = payment_entry(row, books, date)
-		if flt(row.charges):
-			charges_entry(row, books, date)
+		if charges:
+			journal_entry(
+				row, books, date, charge_lines(books, charges),
+				_("M-Pesa charges of payout {0}, receipt {1}").format(row.parent, row.transaction_receipt),
+			)
 		return entry
 	if row.reference_doctype == "Salary Slip":
 		slip = frappe.db.get_value(
@@ -231,7 +235,13 @@ def make_entry(row):
 		if not debit:
 			frappe.throw(_("Disbursement {0}: set the account for payees without a document").format(batch.name))
 		party_type, party = row.party_type, row.party
-	return journal_entry(row, books, date, debit, party_type, party)
+	accounts = paid_lines(books, debit, flt(row.amount), party_type, party)
+	if charges:
+		accounts += charge_lines(books, charges)
+	remark = _("M-Pesa payout {0} to {1} ({2}), receipt {3}").format(
+		row.parent, row.payee_name or row.party or row.phone, row.phone, row.transaction_receipt
+	)
+	return journal_entry(row, books, date, accounts, remark)
 
 
 def payroll_payable_account(slip):
@@ -251,9 +261,9 @@ def party_line(account, party_type, party):
 	return {}
 
 
-def journal_entry(row, books, date, debit_account, party_type, party):
-	amount = flt(row.amount)
-	accounts = [
+def paid_lines(books, debit_account, amount, party_type=None, party=None):
+	"""``amount`` paid out of the M-Pesa clearing account to ``debit_account``."""
+	return [
 		{
 			"account": debit_account,
 			"debit_in_account_currency": amount,
@@ -262,9 +272,17 @@ def journal_entry(row, books, date, debit_account, party_type, party):
 		},
 		{"account": books.mpesa_account, "credit_in_account_currency": amount, "cost_center": books.get("cost_center")},
 	]
-	charges = flt(row.charges)
-	if charges:
-		accounts += charge_lines(books, charges)
+
+
+def charge_lines(books, charges):
+	account = books.get("b2c_charges_account")
+	if not account:
+		frappe.throw(_("Set the B2C Charges Account on Mpesa Settings: the result reports charges"))
+	return paid_lines(books, account, charges)
+
+
+def journal_entry(row, books, date, accounts, remark):
+	"""The one Journal Entry builder: a Bank Entry of ``accounts`` carrying the row's receipt."""
 	entry = frappe.get_doc(
 		{
 			"doctype": "Journal Entry",
@@ -274,39 +292,8 @@ def journal_entry(row, books, date, debit_account, party_type, party):
 			"cheque_no": row.transaction_receipt,
 			"cheque_date": date,
 			"mode_of_payment": books.get("mode_of_payment"),
-			"user_remark": _("M-Pesa payout {0} to {1} ({2}), receipt {3}").format(
-				row.parent, row.payee_name or row.party or row.phone, row.phone, row.transaction_receipt
-			),
+			"user_remark": remark,
 			"accounts": accounts,
-		}
-	)
-	entry.flags.ignore_permissions = True
-	entry.insert()
-	entry.submit()
-	return entry
-
-
-def charge_lines(books, charges):
-	account = books.get("b2c_charges_account")
-	if not account:
-		frappe.throw(_("Set the B2C Charges Account on Mpesa Settings: the result reports charges"))
-	return [
-		{"account": account, "debit_in_account_currency": charges, "cost_center": books.get("cost_center")},
-		{"account": books.mpesa_account, "credit_in_account_currency": charges, "cost_center": books.get("cost_center")},
-	]
-
-
-def charges_entry(row, books, date):
-	entry = frappe.get_doc(
-		{
-			"doctype": "Journal Entry",
-			"voucher_type": "Bank Entry",
-			"company": books.company,
-			"posting_date": date,
-			"cheque_no": row.transaction_receipt,
-			"cheque_date": date,
-			"user_remark": _("M-Pesa charges of payout {0}, receipt {1}").format(row.parent, row.transaction_receipt),
-			"accounts": charge_lines(books, flt(row.charges)),
 		}
 	)
 	entry.flags.ignore_permissions = True
