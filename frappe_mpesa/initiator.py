@@ -17,6 +17,7 @@ from frappe.utils import add_to_date, cint, flt, now_datetime
 from frappe.utils.password import get_encryption_key
 
 from frappe_mpesa import daraja, records, settings_store, states
+from frappe_mpesa.m_pesa.doctype.b2c_disbursement_payee.b2c_disbursement_payee import insert_row
 from frappe_mpesa.settings_store import DarajaCallError, callback_url, get_settings, outcome_unknown
 
 B2C = records.B2C
@@ -440,6 +441,20 @@ def _record(batch_name, moves):
 	frappe.db.commit()
 
 
+# What a retry keeps of the failed row: the payee, the amount, what it pays, and who set them.
+RETRIED_FIELDS = (
+	"party_type",
+	"party",
+	"payee_name",
+	"phone",
+	"amount",
+	"reference_doctype",
+	"reference_name",
+	"remarks",
+	"payee_set_by",
+)
+
+
 def retry_failed(name, rows=None):
 	"""A person (an Accounts Manager who made none of the batch) retries Failed payees whose failure
 	Daraja confirmed: each becomes a new row with a new OriginatorConversationID, sealed under the
@@ -467,25 +482,24 @@ def retry_failed(name, rows=None):
 					_("Payee row {0}: its failure is not confirmed by Daraja; query its status first").format(row.idx)
 				)
 			continue
-		child = frappe.get_doc(
-			{
-				"doctype": PAYEE,
-				"parent": name,
-				"parenttype": B2C,
-				"parentfield": "payees",
-				"idx": len(batch.payees) + len(made) + 1,
-				"docstatus": 1,
-				**{f: row.get(f) for f in ("party_type", "party", "payee_name", "phone", "amount", "reference_doctype", "reference_name", "remarks", "payee_set_by")},
-				"status": "Queued",
-				"retry_of": row.name,
-				"originator_conversation_id": str(uuid.uuid4()),
-			}
+		child = insert_row(
+			name,
+			len(batch.payees) + len(made) + 1,
+			1,
+			row,
+			RETRIED_FIELDS,
+			seal=lambda child: approval_digest(
+				frappe._dict(
+					child.as_dict(),
+					mpesa_settings=batch.mpesa_settings,
+					command_id=batch.command_id,
+					approved_by=batch.approved_by,
+				)
+			),
+			status="Queued",
+			retry_of=row.name,
+			originator_conversation_id=str(uuid.uuid4()),
 		)
-		child.set_new_name()
-		child.approval_digest = approval_digest(
-			frappe._dict(child.as_dict(), mpesa_settings=batch.mpesa_settings, command_id=batch.command_id, approved_by=batch.approved_by)
-		)
-		child.db_insert()
 		frappe.db.set_value(PAYEE, row.name, "retried", 1, update_modified=False)
 		made.append(child.name)
 	if made:

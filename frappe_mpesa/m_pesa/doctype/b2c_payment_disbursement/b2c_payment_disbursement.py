@@ -20,6 +20,7 @@ from frappe.utils import cint, flt
 
 from frappe_mpesa import daraja, guards, payees
 from frappe_mpesa.initiator import approval_digest, batch_digest
+from frappe_mpesa.m_pesa.doctype.b2c_disbursement_payee.b2c_disbursement_payee import DARAJA_FIELDS
 from frappe_mpesa.settings_store import require_roles
 
 APPROVER_ROLES = ("Accounts Manager",)
@@ -48,15 +49,7 @@ ROW_APP_FIELDS = (
 	"status",
 	"payee_set_by",
 	"approval_digest",
-	"originator_conversation_id",
-	"conversation_id",
-	"transaction_receipt",
-	"receiver_name",
-	"result_code",
-	"result_desc",
-	"request_sent_on",
-	"completed_on",
-	"last_status_query",
+	*DARAJA_FIELDS,
 	"failure_confirmed",
 	"retry_of",
 	"retried",
