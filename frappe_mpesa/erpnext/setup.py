@@ -15,7 +15,7 @@ becomes a Link to Company through a Property Setter, which keeps its column and 
 Payouts add theirs to the same table: the expense account B2C charges are posted to (Mpesa
 Settings); the M-Pesa number salaries, claims and advances are paid to (Employee); a supplier's
 M-Pesa number, paybill or till and account reference (Supplier); the account a payee paid for no
-document is debited to (the batch).
+document is debited to (the batch), and the tax account a remittance pays (the payee row).
 """
 
 import frappe
@@ -23,7 +23,7 @@ from frappe import _
 from frappe.custom.doctype.custom_field.custom_field import create_custom_fields
 
 from frappe_mpesa import matching
-from frappe_mpesa.erpnext import B2C, C2B, ERPNEXT_APP, SETTINGS, active
+from frappe_mpesa.erpnext import B2C, C2B, ERPNEXT_APP, PAYEE, SETTINGS, active
 
 DEFAULT_MODE_OF_PAYMENT = "M-Pesa"
 DEFAULT_ACCOUNT_NAME = "M-Pesa"
@@ -148,6 +148,17 @@ CUSTOM_FIELDS = {
 			"label": "Account for Payees Without a Document",
 			"insert_after": "occasion",
 			"description": "Debited by the Journal Entry of each completed payee that pays no document.",
+		},
+	],
+	PAYEE: [
+		{
+			"fieldname": "debit_account",
+			"fieldtype": "Link",
+			"options": "Account",
+			"label": "Tax Account",
+			"insert_after": "account_reference",
+			"depends_on": "eval:doc.payout_kind=='Tax'",
+			"description": "The tax liability a remittance pays: debited by its Journal Entry.",
 		},
 	],
 }
