@@ -247,8 +247,8 @@ class TestB2BAndTax(ServedSandboxTestCase):
 			sorted([(self.tax_account, 4600, 0), (CLEARING, 0, 4600)]),
 		)
 		balance = frappe.db.sql(
-			"select sum(debit - credit) from `tabGL Entry` where account = %s and is_cancelled = 0",
-			(self.tax_account,),
+			"select sum(debit - credit) from `tabGL Entry` where account = %s and is_cancelled = 0 and voucher_no in %s",
+			(self.tax_account, (liability.name, entry.name)),
 		)[0][0]
 		self.assertEqual(flt(balance), 0, "the tax liability is paid")
 		from frappe_mpesa.erpnext import payouts as again
