@@ -43,26 +43,21 @@ scheduler_events = {
 after_install = [
 	"frappe_mpesa.install.after_install",
 	"frappe_mpesa.erpnext.setup.after_install",
-	"frappe_mpesa.erpnext.payout_setup.after_install",
 ]
 after_migrate = [
 	"frappe_mpesa.install.after_migrate",
 	"frappe_mpesa.erpnext.setup.after_migrate",
-	"frappe_mpesa.erpnext.payout_setup.after_migrate",
 ]
 # frappe/payments ships a DocType of the same name, "Mpesa Settings": see install.py.
 after_app_install = [
 	"frappe_mpesa.install.after_app_install",
 	"frappe_mpesa.erpnext.setup.after_app_install",
-	"frappe_mpesa.erpnext.payout_setup.after_app_install",
 ]
 before_app_uninstall = [
 	"frappe_mpesa.erpnext.setup.before_app_uninstall",
-	"frappe_mpesa.erpnext.payout_setup.before_app_uninstall",
 ]
 before_uninstall = [
 	"frappe_mpesa.erpnext.setup.before_uninstall",
-	"frappe_mpesa.erpnext.payout_setup.before_uninstall",
 	"frappe_mpesa.install.before_uninstall",
 ]
 after_uninstall = "frappe_mpesa.install.after_uninstall"
@@ -87,6 +82,8 @@ doc_events = {
 	},
 	# Payouts (erpnext/payouts.py): a payee row reaching Completed is posted.
 	"B2C Disbursement Payee": {"on_change": "frappe_mpesa.erpnext.payouts.on_payee_change"},
+	# A tax row's account, defaulted from its Journal Entry and checked before approval.
+	"B2C Payment Disbursement": {"validate": "frappe_mpesa.erpnext.payouts.validate_batch"},
 }
 # "Pay by M-Pesa" in the list of each document a payout pays.
 doctype_list_js = {
@@ -106,6 +103,9 @@ doctype_js = {
 		"erpnext/client_scripts/sales_invoice_payments.js",
 	],
 	"Sales Order": "erpnext/client_scripts/sales_order.js",
+	# "Pay by M-Pesa" (B2B to the supplier's paybill or till, or tax to KRA) and "Remit tax to KRA".
+	"Purchase Invoice": "erpnext/client_scripts/purchase_invoice.js",
+	"Journal Entry": "erpnext/client_scripts/journal_entry.js",
 }
 
 # Asked in turn by callbacks.validate_c2b, each as fn(settings_name, parsed) -> None to accept or

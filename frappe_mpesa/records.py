@@ -357,7 +357,9 @@ def apply_b2c_result(settings_name, kind, parsed, row):
 	new = states.initiator_outcome(kind, parsed.get("success"))
 	values = _result_values(row, parsed)
 	if new == "Completed":
+		# B2C results say TransactionAmount; B2B and tax results, Amount.
 		amount = parsed.get("TransactionAmount")
+		amount = parsed.get("Amount") if amount is None else amount
 		if amount is None:
 			_unchecked(
 				found, f"no TransactionAmount in the result: not checked against the {row.amount} disbursed"
@@ -370,7 +372,10 @@ def apply_b2c_result(settings_name, kind, parsed, row):
 		values.update(
 			transaction_receipt=receipt,
 			receiver_name=parsed.get("ReceiverPartyPublicName"),
-			completed_on=local_datetime(parsed.get("TransactionCompletedDateTime")) or now_datetime(),
+			completed_on=local_datetime(
+				parsed.get("TransactionCompletedDateTime") or parsed.get("TransCompletedTime")
+			)
+			or now_datetime(),
 			charges=b2c_charges(parsed),
 		)
 	elif new == "Failed":
@@ -490,14 +495,18 @@ CHARGE_KEYS = ("TransactionCharges", "B2CTransactionCharges", "Charges", "DebitP
 
 
 def b2c_charges(parsed):
-	"""The charge a B2C result reports for the payment, or None."""
+	"""The charge a payout's result reports, or None: an amount, or the sum of the charges the core
+	parsed from DebitPartyCharges' "Fee For B2C Payment|KES|22.40&..." form."""
 	for key in CHARGE_KEYS:
 		value = parsed.get(key)
-		if value not in (None, ""):
-			try:
-				return Decimal(str(value))
-			except InvalidOperation:
-				return None
+		if value in (None, "", []):
+			continue
+		try:
+			if isinstance(value, list):
+				return sum((Decimal(str(item.get("amount"))) for item in value), Decimal(0))
+			return Decimal(str(value))
+		except (InvalidOperation, AttributeError, TypeError):
+			return None
 	return None
 
 
