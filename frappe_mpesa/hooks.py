@@ -92,11 +92,11 @@ doctype_list_js = {
 	"Employee Advance": "public/js/pay_by_mpesa.js",
 	"Purchase Invoice": "public/js/pay_by_mpesa.js",
 }
-# An employee's payout history, from the Employee form.
-doctype_js = {"Employee": "public/js/employee_payouts.js"}
-
-# The checkout buttons on the sale's own form; loaded only where those DocTypes exist.
+# Form scripts; each is loaded only where its DocType exists.
 doctype_js = {
+	# An employee's payout history.
+	"Employee": "public/js/employee_payouts.js",
+	# The checkout buttons on the sale's own form.
 	# Checkout, and "Get M-Pesa payments" (frappe_mpesa/erpnext/reconciliation.py).
 	"Sales Invoice": [
 		"erpnext/client_scripts/sales_invoice.js",
