@@ -286,6 +286,14 @@ class TestB2BAndTax(ServedSandboxTestCase):
 			sorted((g.account, flt(g.debit), flt(g.credit)) for g in gl),
 			sorted([(EXPENSE, 1000, 0), (self.charges_account, 33, 0), (CLEARING, 0, 1033)]),
 		)
+		# The M-Pesa Payouts report, run as Desk runs it, shows the row with its receipt and charges.
+		from frappe.desk.query_report import run
+
+		report = run("M-Pesa Payouts", filters={"batch": batch.name, "payout_kind": "B2C"})
+		self.assertEqual(
+			[(r["payout_kind"], r["transaction_receipt"], flt(r["charges"]), r["status"]) for r in report["result"] if isinstance(r, dict)],  # not the total row
+			[("B2C", row.transaction_receipt, 33, "Completed")],
+		)
 
 	def test_bad_input_is_refused_naming_the_field_and_nothing_is_sent(self):
 		from frappe_mpesa.erpnext import payouts
