@@ -183,6 +183,9 @@ new_handle(Transport *t, CURLSH *share)
     SETOPT(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     SETOPT(h, CURLOPT_NOSIGNAL, 1L);
     SETOPT(h, CURLOPT_PROXY, "");
+    /* No host goes through a proxy. This also spares libcurl reading no_proxy and NO_PROXY
+     * from the environment on every transfer. */
+    SETOPT(h, CURLOPT_NOPROXY, "*");
     SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, t->connect_timeout_ms);
     SETOPT(h, CURLOPT_TIMEOUT_MS, t->timeout_ms);
     SETOPT(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)DR_MAX_RESPONSE);
