@@ -45,6 +45,7 @@
 #include <openssl/x509.h>
 
 #define DR_MAX_RESPONSE (1024 * 1024)  /* bytes of a Daraja response we accept */
+#define DR_MAX_TOKEN 4096              /* characters of an access token we accept */
 #define DR_MAX_BODY (64 * 1024)        /* bytes of a request body we build */
 #define DR_TOKEN_MARGIN 60             /* seconds before expiry a token is renewed */
 #define DR_KEY_CACHE_SLOTS 8           /* parsed certificate keys kept per module */

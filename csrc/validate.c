@@ -35,7 +35,7 @@ all_digits(const char *s, size_t n)
 int
 va_is_token(const char *s, Py_ssize_t n)
 {
-    if (n <= 0 || n > 4096) {
+    if (n <= 0 || n > DR_MAX_TOKEN) {
         return 0;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
