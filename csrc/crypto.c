@@ -95,6 +95,11 @@ wipe_avx2(unsigned char *b, size_t n)
 {
     const __m256i zero = _mm256_setzero_si256();
     size_t i = 0;
+    for (; n - i >= 512; i += 512) {  /* libcurl's 16 KiB and 4 KiB buffers: 16 stores a turn */
+        for (int k = 0; k < 512; k += 32) {
+            _mm256_storeu_si256((__m256i *)(b + i + k), zero);
+        }
+    }
     for (; n - i >= 128; i += 128) {
         _mm256_storeu_si256((__m256i *)(b + i), zero);
         _mm256_storeu_si256((__m256i *)(b + i + 32), zero);
