@@ -87,6 +87,20 @@ dr_any_equal(uint64_t w, unsigned char c)
     return dr_any_below(w ^ (DR_ONES * c), 1);
 }
 
+/* The index of the first byte a nonzero answer of the tests above (or of several, or'ed)
+ * reports: that one is exact, whatever the bytes after it. Little-endian only. */
+static inline size_t
+dr_first_byte(uint64_t mask)
+{
+    return (size_t)__builtin_ctzll(mask) / 8;
+}
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define DR_LITTLE_ENDIAN 1
+#else
+#define DR_LITTLE_ENDIAN 0
+#endif
+
 /* ---- secrets ----------------------------------------------------------- */
 
 /* A buffer we own for secret bytes; always NUL-terminated, wiped when freed. */
