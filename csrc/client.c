@@ -322,6 +322,24 @@ done:
     return rc;
 }
 
+/* "Authorization: Bearer <token>" into buf, which has room for any token va_is_token accepts;
+ * -1 with ValueError if the token is longer. */
+#define BEARER_PREFIX "Authorization: Bearer "
+#define BEARER_HEADER_SIZE (sizeof(BEARER_PREFIX) + DR_MAX_TOKEN)
+
+static int
+bearer_header(char buf[BEARER_HEADER_SIZE], const SecretBuf *token)
+{
+    if (token->len > DR_MAX_TOKEN) {
+        PyErr_SetString(PyExc_ValueError, "the access token is longer than any Daraja issues");
+        return -1;
+    }
+    memcpy(buf, BEARER_PREFIX, sizeof(BEARER_PREFIX) - 1);
+    memcpy(buf + sizeof(BEARER_PREFIX) - 1, token->data, token->len);
+    buf[sizeof(BEARER_PREFIX) - 1 + token->len] = '\0';
+    return 0;
+}
+
 int
 cl_access_token(DarajaClient *c, SecretBuf *out)
 {
@@ -332,7 +350,9 @@ PyObject *
 cl_post(DarajaClient *c, const char *path, const char *body, size_t body_len, int idempotent)
 {
     DarajaState *st = dr_client_state(c);
-    SecretBuf token = {0}, header = {0};
+    SecretBuf token = {0};
+    char header[BEARER_HEADER_SIZE];  /* on the stack, wiped below: no allocation per call */
+    size_t header_len = 0;
     TrResponse resp = {0};
     Envelope env = {0};
     PyObject *result = NULL;
@@ -343,11 +363,13 @@ cl_post(DarajaClient *c, const char *path, const char *body, size_t body_len, in
         return NULL;
     }
     for (int renewed = 0;; renewed = 1) {
-        if (tc_get(c, deadline, fetch_token, &token) < 0 ||
-            auth_header(&header, "Bearer", token.data, token.len) < 0) {
+        if (tc_get(c, deadline, fetch_token, &token) < 0 || bearer_header(header, &token) < 0) {
             goto done;
         }
-        TrRequest req = {url, header.data, body, body_len, idempotent, deadline};
+        if (sizeof(BEARER_PREFIX) + token.len > header_len) {  /* a renewed token may be shorter */
+            header_len = sizeof(BEARER_PREFIX) + token.len;
+        }
+        TrRequest req = {url, header, body, body_len, idempotent, deadline};
         if (exchange(c, &req, &resp, &env) < 0) {
             goto done;
         }
@@ -370,7 +392,7 @@ cl_post(DarajaClient *c, const char *path, const char *body, size_t body_len, in
 done:
     Py_XDECREF(env.parsed);
     tr_response_free(&resp);
-    cr_secret_free(&header);
+    cr_wipe(header, header_len);
     cr_secret_free(&token);
     free(url);
     return result;

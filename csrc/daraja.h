@@ -45,6 +45,7 @@
 #include <openssl/x509.h>
 
 #define DR_MAX_RESPONSE (1024 * 1024)  /* bytes of a Daraja response we accept */
+#define DR_MAX_TOKEN 4096              /* characters of an access token we accept */
 #define DR_MAX_BODY (64 * 1024)        /* bytes of a request body we build */
 #define DR_TOKEN_MARGIN 60             /* seconds before expiry a token is renewed */
 #define DR_KEY_CACHE_SLOTS 8           /* parsed certificate keys kept per module */
@@ -85,6 +86,20 @@ dr_any_equal(uint64_t w, unsigned char c)
 {
     return dr_any_below(w ^ (DR_ONES * c), 1);
 }
+
+/* The index of the first byte a nonzero answer of the tests above (or of several, or'ed)
+ * reports: that one is exact, whatever the bytes after it. Little-endian only. */
+static inline size_t
+dr_first_byte(uint64_t mask)
+{
+    return (size_t)__builtin_ctzll(mask) / 8;
+}
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define DR_LITTLE_ENDIAN 1
+#else
+#define DR_LITTLE_ENDIAN 0
+#endif
 
 /* ---- secrets ----------------------------------------------------------- */
 

@@ -83,16 +83,32 @@ append_key(JsonBuf *b, const char *key)
     b->len = (size_t)(p - b->data);
 }
 
-/* The length of the run at s[0..n) that needs no escape: eight bytes a test, the rest one. */
+/* The bytes of w that need an escape (nonzero if any). */
+static inline uint64_t
+escapes_in(uint64_t w)
+{
+    return dr_any_below(w, 0x20) | dr_any_equal(w, '"') | dr_any_equal(w, '\\') | dr_any_equal(w, 0x7f);
+}
+
+/* The length of the run at s[0..n) that needs no escape: eight bytes a test, the last
+ * (partial) word tested again from s + n - 8, single bytes only below 8 bytes. */
 static size_t
 plain_run(const unsigned char *s, size_t n)
 {
     size_t i = 0;
     for (; n - i >= 8; i += 8) {
-        uint64_t w = dr_load8(s + i);
-        if (dr_any_below(w, 0x20) | dr_any_equal(w, '"') | dr_any_equal(w, '\\') | dr_any_equal(w, 0x7f)) {
+        uint64_t m = escapes_in(dr_load8(s + i));
+        if (m != 0) {
+            if (DR_LITTLE_ENDIAN) {
+                return i + dr_first_byte(m);
+            }
             break;
         }
+    }
+    if (DR_LITTLE_ENDIAN && n >= 8 && i < n) {
+        /* s[0..i) needs no escape, so the first byte reported is at i or later. */
+        uint64_t m = escapes_in(dr_load8(s + n - 8));
+        return m != 0 ? n - 8 + dr_first_byte(m) : n;
     }
     while (i < n && !ESCAPE[s[i]]) {
         i++;

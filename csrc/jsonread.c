@@ -217,15 +217,32 @@ ascii_str(const unsigned char *s, size_t n)
 }
 
 /* Advance r->pos over plain ASCII bytes (PLAIN): eight bytes a test, the rest one. */
+static inline uint64_t
+not_plain_in(uint64_t w)
+{
+    return (w & DR_HIGHS) | dr_any_below(w, 0x20) | dr_any_equal(w, '"') | dr_any_equal(w, '\\');
+}
+
 static void
 skip_plain(Reader *r)
 {
     while (r->len - r->pos >= 8) {
-        uint64_t w = dr_load8(r->data + r->pos);
-        if ((w & DR_HIGHS) | dr_any_below(w, 0x20) | dr_any_equal(w, '"') | dr_any_equal(w, '\\')) {
+        uint64_t m = not_plain_in(dr_load8(r->data + r->pos));
+        if (m != 0) {
+            if (DR_LITTLE_ENDIAN) {
+                r->pos += dr_first_byte(m);
+                return;
+            }
             break;
         }
         r->pos += 8;
+    }
+    if (DR_LITTLE_ENDIAN && r->len >= 8 && r->pos < r->len) {
+        /* The last word again, from data + len - 8, the bytes before pos left out. */
+        size_t back = r->pos - (r->len - 8);
+        uint64_t m = not_plain_in(dr_load8(r->data + r->len - 8)) & (~0ULL << (8 * back));
+        r->pos = m != 0 ? r->len - 8 + dr_first_byte(m) : r->len;
+        return;
     }
     while (r->pos < r->len && PLAIN(r->data[r->pos])) {
         r->pos++;

@@ -49,13 +49,42 @@ tr_sleep(double seconds)
     Py_END_ALLOW_THREADS
 }
 
+/* What each easy handle keeps for itself (its CURLOPT_PRIVATE), so the options that point
+ * into it are set once, when the handle is made, and never point into a finished call's stack. */
+typedef struct {
+    TrResponse *resp;               /* the current transfer's answer; NULL between transfers */
+    int requests;                   /* requests sent in the current transfer (one_request_only) */
+    char errbuf[CURL_ERROR_SIZE];   /* libcurl's message for the current transfer */
+    char *url;                      /* the CURLOPT_URL last set, or NULL */
+} TrHandle;
+
+static TrHandle *
+handle_state(CURL *h)
+{
+    TrHandle *th = NULL;
+    curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&th);
+    return th;
+}
+
+/* curl_easy_cleanup and the handle's own state. */
+static void
+close_handle(CURL *h)
+{
+    TrHandle *th = handle_state(h);
+    curl_easy_cleanup(h);
+    if (th != NULL) {
+        free(th->url);
+        free(th);
+    }
+}
+
 /* ---- response body ----------------------------------------------------- */
 
 /* Append a chunk to the response, refusing to grow past DR_MAX_RESPONSE. */
 static size_t
 write_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-    TrResponse *resp = userdata;
+    TrResponse *resp = ((TrHandle *)userdata)->resp;
     size_t n = size * nmemb;
     if (n > DR_MAX_RESPONSE || resp->len + n > DR_MAX_RESPONSE) {
         resp->overflow = 1;
@@ -165,8 +194,15 @@ new_share(Transport *t)
 static CURL *
 new_handle(Transport *t, CURLSH *share)
 {
-    CURL *h = curl_easy_init();
+    TrHandle *th = calloc(1, sizeof(*th));
+    CURL *h = th != NULL ? curl_easy_init() : NULL;
     if (h == NULL) {
+        free(th);
+        return NULL;
+    }
+    if (curl_easy_setopt(h, CURLOPT_PRIVATE, th) != CURLE_OK) {
+        curl_easy_cleanup(h);
+        free(th);
         return NULL;
     }
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -183,6 +219,9 @@ new_handle(Transport *t, CURLSH *share)
     SETOPT(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     SETOPT(h, CURLOPT_NOSIGNAL, 1L);
     SETOPT(h, CURLOPT_PROXY, "");
+    /* No host goes through a proxy. This also spares libcurl reading no_proxy and NO_PROXY
+     * from the environment on every transfer. */
+    SETOPT(h, CURLOPT_NOPROXY, "*");
     SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, t->connect_timeout_ms);
     SETOPT(h, CURLOPT_TIMEOUT_MS, t->timeout_ms);
     SETOPT(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)DR_MAX_RESPONSE);
@@ -195,7 +234,10 @@ new_handle(Transport *t, CURLSH *share)
     SETOPT(h, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     SETOPT(h, CURLOPT_BUFFERSIZE, 4096L);
     SETOPT(h, CURLOPT_WRITEFUNCTION, write_body);
+    SETOPT(h, CURLOPT_WRITEDATA, th);
     SETOPT(h, CURLOPT_PREREQFUNCTION, one_request_only);
+    SETOPT(h, CURLOPT_PREREQDATA, &th->requests);
+    SETOPT(h, CURLOPT_ERRORBUFFER, th->errbuf);
     SETOPT(h, CURLOPT_SHARE, share);
     /* Our CA store replaces libcurl's file loading, so no CA file is read per connection. */
     SETOPT(h, CURLOPT_CAINFO, NULL);
@@ -204,7 +246,7 @@ new_handle(Transport *t, CURLSH *share)
     SETOPT(h, CURLOPT_SSL_CTX_DATA, t);
     return h;
 error:
-    curl_easy_cleanup(h);
+    close_handle(h);
     return NULL;
 }
 
@@ -287,10 +329,10 @@ release_handle(Transport *t, CURL *h, int keep)
     }
     pthread_mutex_unlock(&t->lock);
     if (h != NULL && !stale) {
-        curl_easy_cleanup(h);
+        close_handle(h);
     }
     for (int i = 0; i < n_expired; i++) {
-        curl_easy_cleanup(expired[i]);
+        close_handle(expired[i]);
     }
 }
 
@@ -352,7 +394,7 @@ tr_new(DarajaState *st, const char *ca_file, double connect_timeout, double time
         goto error;
     }
     if (push_idle(t, probe, dr_monotonic()) < 0) {
-        curl_easy_cleanup(probe);
+        close_handle(probe);
         PyErr_NoMemory();
         goto error;
     }
@@ -371,7 +413,7 @@ tr_free(Transport *t)
     af_unregister(&t->hook);
     if (!t->stale) {
         for (int i = 0; i < t->n_idle; i++) {
-            curl_easy_cleanup(t->idle[i].handle);
+            close_handle(t->idle[i].handle);
         }
         if (t->share != NULL) {
             curl_share_cleanup(t->share);
@@ -404,21 +446,27 @@ build_headers(const TrRequest *req, struct curl_slist lines[3])
     return &lines[0];
 }
 
-/* Set the per-request options: URL, headers, method, body and the time left. */
+/* Set the per-request options: URL (unless the handle has it already), headers, method, body
+ * and the time left; reset the handle's state for a new transfer. */
 static CURLcode
-prepare_request(CURL *h, Transport *t, const TrRequest *req, struct curl_slist *headers, int *requests,
-                TrResponse *resp, char *errbuf, long left_ms)
+prepare_request(CURL *h, TrHandle *th, Transport *t, const TrRequest *req, struct curl_slist *headers,
+                TrResponse *resp, long left_ms)
 {
     CURLcode rc;
 #define TRY(opt, value)                                           \
     if ((rc = curl_easy_setopt(h, (opt), (value))) != CURLE_OK) { \
         return rc;                                                \
     }
-    TRY(CURLOPT_URL, req->url);
+    th->resp = resp;
+    th->requests = 0;
+    th->errbuf[0] = '\0';
+    if (th->url == NULL || strcmp(th->url, req->url) != 0) {
+        free(th->url);
+        th->url = NULL;
+        TRY(CURLOPT_URL, req->url);
+        th->url = strdup(req->url);  /* without it the URL is only set again next time */
+    }
     TRY(CURLOPT_HTTPHEADER, headers);
-    TRY(CURLOPT_WRITEDATA, resp);
-    TRY(CURLOPT_ERRORBUFFER, errbuf);
-    TRY(CURLOPT_PREREQDATA, requests);
     TRY(CURLOPT_TIMEOUT_MS, left_ms);
     TRY(CURLOPT_CONNECTTIMEOUT_MS, left_ms < t->connect_timeout_ms ? left_ms : t->connect_timeout_ms);
     if (req->body == NULL) {
@@ -509,12 +557,12 @@ raise_transfer_error(DarajaState *st, const TrRequest *req, const TrResponse *re
 int
 tr_perform(DarajaState *st, Transport *t, const TrRequest *req, TrResponse *resp)
 {
-    char errbuf[CURL_ERROR_SIZE] = {0};
-    int requests = 0;
+    char errbuf[CURL_ERROR_SIZE];
     long sent_bytes = 0;
     long left_ms = (long)((req->deadline - dr_monotonic()) * 1000.0);
     CURLcode rc;
     CURL *h;
+    TrHandle *th = NULL;
     struct curl_slist lines[3];
     struct curl_slist *headers = build_headers(req, lines);
 
@@ -526,17 +574,24 @@ tr_perform(DarajaState *st, Transport *t, const TrRequest *req, TrResponse *resp
     }
     Py_BEGIN_ALLOW_THREADS
     h = acquire_handle(t);
-    rc = h == NULL ? CURLE_FAILED_INIT : prepare_request(h, t, req, headers, &requests, resp, errbuf, left_ms);
+    th = h != NULL ? handle_state(h) : NULL;
+    rc = th == NULL ? CURLE_FAILED_INIT : prepare_request(h, th, t, req, headers, resp, left_ms);
     if (rc == CURLE_OK) {
         rc = curl_easy_perform(h);
     }
     if (h != NULL) {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
         curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent_bytes);
-        /* Drop the pointers into this call's stack and the header list. */
+        errbuf[0] = '\0';
+        if (rc != CURLE_OK && th != NULL) {  /* the handle may serve another thread once released */
+            memcpy(errbuf, th->errbuf, sizeof(errbuf));
+            errbuf[sizeof(errbuf) - 1] = '\0';
+        }
+        /* Drop the pointers into this call's stack, the caller's body and the header list. */
+        if (th != NULL) {
+            th->resp = NULL;
+        }
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-        curl_easy_setopt(h, CURLOPT_PREREQDATA, NULL);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
         release_handle(t, h, rc == CURLE_OK);
     }

@@ -35,7 +35,7 @@ all_digits(const char *s, size_t n)
 int
 va_is_token(const char *s, Py_ssize_t n)
 {
-    if (n <= 0 || n > 4096) {
+    if (n <= 0 || n > DR_MAX_TOKEN) {
         return 0;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -307,7 +307,8 @@ va_amount(DarajaState *st, const char *field, PyObject *v, long long min, long l
     return 0;
 }
 
-/* Does s[0..n) hold a byte below 0x20 or 0x7f? Eight bytes a test, the rest one. */
+/* Does s[0..n) hold a byte below 0x20 or 0x7f? Eight bytes a test, the last partial word
+ * tested from s + n - 8; one byte a test only below 8 bytes. */
 static int
 has_control(const char *s, size_t n)
 {
@@ -317,6 +318,10 @@ has_control(const char *s, size_t n)
         if (dr_any_below(w, 0x20) | dr_any_equal(w, 0x7f)) {
             return 1;
         }
+    }
+    if (n >= 8 && i < n) {
+        uint64_t w = dr_load8(s + n - 8);
+        return (dr_any_below(w, 0x20) | dr_any_equal(w, 0x7f)) != 0;
     }
     for (; i < n; i++) {
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
@@ -374,7 +379,8 @@ va_secret(DarajaState *st, const char *field, PyObject *v, const char **out, Py_
     return 0;
 }
 
-/* Is s[0..n) printable ASCII without spaces ('!' to '~')? Eight bytes a test, the rest one. */
+/* Is s[0..n) printable ASCII without spaces ('!' to '~')? Eight bytes a test, the last
+ * partial word tested from s + n - 8; one byte a test only below 8 bytes. */
 static int
 printable_ascii(const char *s, size_t n)
 {
@@ -384,6 +390,10 @@ printable_ascii(const char *s, size_t n)
         if ((w & DR_HIGHS) | dr_any_below(w, 0x21) | dr_any_equal(w, 0x7f)) {
             return 0;
         }
+    }
+    if (n >= 8 && i < n) {
+        uint64_t w = dr_load8(s + n - 8);
+        return ((w & DR_HIGHS) | dr_any_below(w, 0x21) | dr_any_equal(w, 0x7f)) == 0;
     }
     for (; i < n; i++) {
         if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f) {
