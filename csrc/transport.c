@@ -95,9 +95,15 @@ write_body(char *ptr, size_t size, size_t nmemb, void *userdata)
         while (cap < resp->len + n + 1) {
             cap *= 2;
         }
-        char *body = realloc(resp->body, cap);
+        /* Not realloc: the old block may hold a token answer's bytes, wiped before it goes. */
+        char *body = malloc(cap);
         if (body == NULL) {
             return 0;
+        }
+        if (resp->body != NULL) {
+            memcpy(body, resp->body, resp->len);
+            cr_wipe(resp->body, resp->cap);
+            free(resp->body);
         }
         resp->body = body;
         resp->cap = cap;
@@ -108,10 +114,22 @@ write_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+/* Wipe and free the body (a token request's answer holds the token); keep the rest. */
+static void
+drop_body(TrResponse *resp)
+{
+    if (resp->body != NULL) {
+        cr_wipe(resp->body, resp->cap);
+        free(resp->body);
+    }
+    resp->body = NULL;
+    resp->len = resp->cap = 0;
+}
+
 void
 tr_response_free(TrResponse *resp)
 {
-    free(resp->body);
+    drop_body(resp);
     memset(resp, 0, sizeof(*resp));
 }
 
@@ -601,9 +619,7 @@ tr_perform(DarajaState *st, Transport *t, const TrRequest *req, TrResponse *resp
     }
     resp->code = rc;
     resp->sent = sent_bytes > 0;
-    free(resp->body);
-    resp->body = NULL;
-    resp->len = resp->cap = 0;
+    drop_body(resp);
     if (h == NULL) {
         PyErr_SetString(PyExc_MemoryError, "no libcurl handle could be made");
         return -1;
