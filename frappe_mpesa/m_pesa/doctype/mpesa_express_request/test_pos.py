@@ -57,8 +57,10 @@ class PosShop:
 				"standard_rate": 100,
 			}
 		).name
-		price_list = frappe.db.get_value("Price List", {"selling": 1, "enabled": 1}, "name")
-		self.make({"doctype": "Item Price", "item_code": self.item, "price_list": price_list, "price_list_rate": 100})
+		# The standard rate became an Item Price in the default selling price list.
+		price = frappe.db.get_value("Item Price", {"item_code": self.item}, ["name", "price_list"], as_dict=True)
+		self.made.insert(0, ("Item Price", price.name))
+		price_list = price.price_list
 		profile = frappe.get_doc(
 			{
 				"doctype": "POS Profile",
