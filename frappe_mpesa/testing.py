@@ -95,9 +95,9 @@ class SandboxSite:
 
 class _ProxyHandler(Handler):
 	"""TLS in front, plain HTTP to the served site; appends the peer to X-Forwarded-For. With a
-	realtime server (``RealtimeServer``), /socket.io/ goes there as nginx sends it in a bench, the
-	Host kept (Frappe's Socket.IO checks it against the Origin); WebSocket upgrades are not
-	tunnelled, so Socket.IO keeps to long-polling."""
+	realtime server (``RealtimeServer``), /socket.io/ goes there as bench's nginx sends it: the Host
+	kept and the Origin set from it (Frappe's Socket.IO compares the two; a same-origin GET carries
+	no Origin). WebSocket upgrades are not tunnelled, so Socket.IO keeps to long-polling."""
 
 	def serve(self):
 		request = self.receive()
@@ -110,6 +110,8 @@ class _ProxyHandler(Handler):
 		headers["X-Forwarded-For"] = f"{forwarded}, {peer}" if forwarded else peer
 		headers["X-Forwarded-Proto"] = "https"
 		headers["Host"] = request.header("Host") if realtime else upstream.site
+		if realtime:
+			headers["Origin"] = f"https://{headers['Host']}"  # as bench's nginx sets it for /socket.io
 		port = upstream.realtime_port if realtime else upstream.upstream_port
 		connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60 if realtime else 30)
 		try:

@@ -317,6 +317,8 @@ def push(doctype, name, settings, amount, phone, nonce=None):
 	finally:
 		frappe.flags.mpesa_link_nonce = None
 	answer["label"] = label(answer["status"], None)
+	# Queued -> Pending is written without hooks (api.start_stk_push): told here, once committed.
+	publish(frappe.get_doc(EXPRESS, answer["name"]))
 	return answer
 
 
@@ -371,6 +373,8 @@ def on_change(doc, method=None):
 	before = doc.get_doc_before_save()
 	if before is not None and before.status == doc.status:
 		return
+	if before is None and doc.status == "Queued":
+		return  # just inserted; ``push`` tells the answer
 	if doc.status == "Success" and doc.reference_doctype in BOOKED:
 		frappe.db.after_commit.add(
 			functools.partial(post_after_commit, doc.name, doc.reference_doctype, doc.reference_name)

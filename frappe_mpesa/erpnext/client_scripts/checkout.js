@@ -31,6 +31,12 @@ frappe_mpesa.checkout.is_open = function (doc) {
 		: flt(doc.rounded_total || doc.grand_total) - flt(doc.advance_paid) > 0;
 };
 
+// A message that would move a settled request back to Queued or Pending (it came late).
+frappe_mpesa.checkout.stale = function (known, message) {
+	const open = ["Queued", "Pending"];
+	return open.includes(message.status) && known.status && !open.includes(known.status);
+};
+
 frappe_mpesa.checkout.add_buttons = function (frm) {
 	if (!frappe_mpesa.checkout.is_open(frm.doc) || frm.is_dirty()) return;
 	frm.add_custom_button(__("Request M-Pesa payment"), () => frappe_mpesa.checkout.dialog(frm), __("M-Pesa"));
@@ -96,7 +102,7 @@ frappe_mpesa.checkout.show = function (frm, defaults) {
 		d.fields_dict.status_html.$wrapper.html(rows.join(""));
 	};
 	const update = (message) => {
-		if (!watched[message.request]) return;
+		if (!watched[message.request] || frappe_mpesa.checkout.stale(watched[message.request], message)) return;
 		Object.assign(watched[message.request], message);
 		render();
 		if (message.status === "Success") frm.reload_doc();

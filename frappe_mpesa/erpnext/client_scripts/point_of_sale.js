@@ -100,6 +100,7 @@ frappe_mpesa.pos.extend = function () {
 			const frm = this.events.get_frm();
 			if (!frm.doc || message.reference_doctype !== "POS Invoice" || message.reference_name !== frm.doc.name) return;
 			const known = this.mpesa_watch[message.request] || {};
+			if (frappe_mpesa.checkout.stale(known, message)) return;
 			this.mpesa_watch[message.request] = Object.assign(known, message);
 			if (message.status === "Success") {
 				this.mpesa_refresh();

@@ -65,7 +65,7 @@ class TestCheckoutBrowser(ServedSandboxTestCase):
 		reason = erpnext_missing()
 		if reason:
 			raise unittest.SkipTest(reason)
-		cls.make_driver = browser()
+		cls.make_driver = staticmethod(browser())
 		super().setUpClass()
 		cls.realtime = RealtimeServer(cls.site)
 		reason = cls.realtime.missing()
@@ -144,7 +144,16 @@ class TestCheckoutBrowser(ServedSandboxTestCase):
 	def record(self, desk):
 		desk.driver.execute_script(RECORDER)
 		# Connected, so that silence means nothing was sent, not that nothing could arrive.
-		self.until(desk, "return frappe.realtime.socket && frappe.realtime.socket.connected", 30, "socket")
+		try:
+			self.until(desk, "return frappe.realtime.socket && frappe.realtime.socket.connected", 30, "socket")
+		except AssertionError:
+			state = desk.driver.execute_script(
+				"const s = frappe.realtime.socket; return {socket: !!s, disable_async: frappe.boot.disable_async,"
+				" port: frappe.boot.socketio_port, dev: window.dev_server, site: frappe.boot.sitename,"
+				" io: s && s.io && s.io.uri, engine: s && s.io && s.io.engine && s.io.engine.transport && s.io.engine.transport.name}"
+			)
+			logs = desk.driver.get_log("browser") if hasattr(desk.driver, "get_log") else []
+			raise AssertionError(f"no realtime connection: {state}; console: {logs[-10:]}")
 
 	def sale(self, amount):
 		si = frappe.get_doc(
@@ -194,7 +203,12 @@ class TestCheckoutBrowser(ServedSandboxTestCase):
 		asking.driver.execute_script(
 			"[...document.querySelectorAll('.dropdown-menu a')].find(a => a.innerText.includes('Request M-Pesa payment')).click()"
 		)
-		self.until(asking, "return document.querySelector('.mpesa-checkout-dialog.show input[data-fieldname=phone]')", 15, "dialog")
+		self.until(
+			asking,
+			"return window.cur_dialog && cur_dialog.$wrapper.hasClass('mpesa-checkout-dialog') && cur_dialog.display",
+			15,
+			"dialog",
+		)
 		phone = asking.driver.execute_script("return cur_dialog.get_value('phone')")
 		amount = asking.driver.execute_script("return cur_dialog.get_value('amount')")
 		self.assertEqual(amount, 45)
@@ -307,7 +321,8 @@ class TestCheckoutBrowser(ServedSandboxTestCase):
 		from frappe_mpesa.erpnext import checkout
 
 		si = self.sale(30)
-		url = checkout.get_payment_link(si.name)["url"]
+		# The link names the site's own host; the browser goes to the served site.
+		url = self.site.url + "/mpesa-pay?" + checkout.get_payment_link(si.name)["url"].split("?", 1)[1]
 		frappe.db.commit()
 		driver = self.session(size=PHONE)
 		desk = types.SimpleNamespace(driver=driver)  # a guest: no Desk login
