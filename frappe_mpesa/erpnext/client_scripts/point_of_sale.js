@@ -28,9 +28,23 @@ frappe_mpesa.pos.extend = function () {
 			this.mpesa_load();
 		}
 
+		// ERPNext redraws the methods whenever the paid amount changes, which unselects them: the
+		// M-Pesa method stays selected, so its panel stays in view while the cashier works in it.
 		render_payment_mode_dom() {
+			const mode = this.mpesa_mode();
+			const selected = mode && this.$payment_modes.find(`.mode-of-payment[data-mode="${mode}"]`).hasClass("border-primary");
 			super.render_payment_mode_dom();
 			this.mpesa_render();
+			if (selected) this.mpesa_reselect();
+		}
+
+		mpesa_reselect() {
+			const mode = this.mpesa_mode();
+			const $card = this.$payment_modes.find(`.mode-of-payment[data-mode="${mode}"]`);
+			$card.addClass("border-primary");
+			$card.find(".mode-of-payment-control").css("display", "flex");
+			this.$payment_modes.find(`.${mode}-amount`).css("display", "none");
+			this.selected_mode = this[`${mode}_control`];
 		}
 
 		// ---- state ----
@@ -189,7 +203,8 @@ frappe_mpesa.pos.extend = function () {
 			if (amount < 1) return this.mpesa_error(__("Nothing is left to ask for by M-Pesa"));
 			const $button = this.$payment_modes.find(".mpesa-pos-request").prop("disabled", true);
 			try {
-				if (frm.is_new() || frm.is_dirty()) await frm.save();
+				// Saved by checkout; only the payment rows change here, which the push does not read.
+				if (frm.is_new()) await frm.save();
 				const r = await frappe.call({
 					method: "frappe_mpesa.erpnext.checkout.request_payment",
 					args: { doctype: "POS Invoice", name: frm.doc.name, phone, amount, settings: this.mpesa_setup.settings, confirm: 1 },
@@ -220,7 +235,7 @@ frappe_mpesa.pos.extend = function () {
 
 		async mpesa_find() {
 			const frm = this.events.get_frm();
-			if (frm.is_new() || frm.is_dirty()) await frm.save();
+			if (frm.is_new()) await frm.save();
 			const d = new frappe.ui.Dialog({
 				title: __("M-Pesa payments to this till"),
 				fields: [
