@@ -38,6 +38,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
@@ -51,6 +52,39 @@
 #define DR_CA_CACHE_SLOTS 8            /* CA stores kept per module, one per CA file */
 #define DR_MAX_CALLBACK 65536          /* bytes of a callback body we accept */
 #define DR_MAX_DEPTH 32                /* nesting of arrays/objects in a callback body */
+#define DR_KEY_SLOTS 64                /* JSON object keys the reader keeps, as str objects */
+#define DR_KEY_MAX 48                  /* bytes of the longest key it keeps */
+
+/* ---- eight bytes at a time --------------------------------------------- */
+
+/* Scanners of text (JSON strings, field values) test a whole 64-bit word per step.
+ * These answers are exact as yes/no: no byte of the word is reported wrongly as
+ * present or absent, only which byte it is stays unknown. */
+#define DR_ONES 0x0101010101010101ULL
+#define DR_HIGHS 0x8080808080808080ULL
+
+/* The 8 bytes at p as one word (any alignment). */
+static inline uint64_t
+dr_load8(const void *p)
+{
+    uint64_t w;
+    memcpy(&w, p, sizeof(w));
+    return w;
+}
+
+/* Nonzero when a byte of w is below n (n <= 128). */
+static inline uint64_t
+dr_any_below(uint64_t w, unsigned n)
+{
+    return (w - DR_ONES * n) & ~w & DR_HIGHS;
+}
+
+/* Nonzero when a byte of w equals c. */
+static inline uint64_t
+dr_any_equal(uint64_t w, unsigned char c)
+{
+    return dr_any_below(w ^ (DR_ONES * c), 1);
+}
 
 /* ---- secrets ----------------------------------------------------------- */
 
@@ -120,6 +154,7 @@ typedef struct {
     PyObject *datetime;    /* datetime.datetime, for callback dates */
     PyObject *nairobi_tz;  /* datetime.timezone(timedelta(hours=3), "EAT") */
     PyObject *cb_cache;    /* callbacks.c's interned keys and lookup tables (a tuple) */
+    PyObject *json_keys[DR_KEY_SLOTS];  /* jsonread.c's last object keys, by a hash of their bytes */
     TokenCache tokens;
     KeySlot keys[DR_KEY_CACHE_SLOTS];
     unsigned next_key_slot;
@@ -462,6 +497,8 @@ PyObject *ex_py_stk_query(PyObject *self, PyObject *args, PyObject *kwargs);
 /* Parse len bytes of strict JSON into Python objects (fractions as Decimal);
  * ValidationError (field "body") naming the fault and its byte offset on error. */
 PyObject *jr_parse(DarajaState *st, const char *data, size_t len, size_t max_len);
+/* Drop the reader's kept keys. */
+void jr_clear_keys(DarajaState *st);
 /* Add parse_callback, verify_callback, new_callback_secret, c2b_accept, c2b_reject
  * and ack to the module; needs st->Decimal, st->datetime and st->nairobi_tz. */
 int cb_add_functions(PyObject *module);

@@ -216,18 +216,34 @@ ascii_str(const unsigned char *s, size_t n)
     return str;
 }
 
-/* Read the string whose opening quote is at r->pos; return a new str or NULL. */
+/* Advance r->pos over plain ASCII bytes (PLAIN): eight bytes a test, the rest one. */
+static void
+skip_plain(Reader *r)
+{
+    while (r->len - r->pos >= 8) {
+        uint64_t w = dr_load8(r->data + r->pos);
+        if ((w & DR_HIGHS) | dr_any_below(w, 0x20) | dr_any_equal(w, '"') | dr_any_equal(w, '\\')) {
+            break;
+        }
+        r->pos += 8;
+    }
+    while (r->pos < r->len && PLAIN(r->data[r->pos])) {
+        r->pos++;
+    }
+}
+
+/* Read the string whose opening quote is at r->pos, the first `plain` bytes of which
+ * skip_plain has passed already; return a new str or NULL. */
 static PyObject *
-read_string(Reader *r)
+read_string_from(Reader *r, size_t plain)
 {
     size_t start = ++r->pos;
     size_t out = 0;
     int escaped = 0;
 
-    /* Most of Daraja's strings are plain ASCII: skip them at one test a byte. */
-    while (r->pos < r->len && PLAIN(r->data[r->pos])) {
-        r->pos++;
-    }
+    /* Most of Daraja's strings are plain ASCII. */
+    r->pos += plain;
+    skip_plain(r);
     if (r->pos < r->len && r->data[r->pos] == '"') {
         return ascii_str(r->data + start, r->pos++ - start);
     }
@@ -290,6 +306,56 @@ read_string(Reader *r)
         return PyUnicode_DecodeUTF8(r->scratch, (Py_ssize_t)out, "strict");
     }
     return PyUnicode_DecodeUTF8((const char *)r->data + start, (Py_ssize_t)(end - start), "strict");
+}
+
+/* Read the string whose opening quote is at r->pos; return a new str or NULL. */
+static PyObject *
+read_string(Reader *r)
+{
+    return read_string_from(r, 0);
+}
+
+/* The slot of the key s[0..n) among the kept keys. */
+static unsigned
+key_slot(const unsigned char *s, size_t n)
+{
+    return (unsigned)(n * 31u + s[0] * 7u + s[n / 2] * 3u + s[n - 1]) % DR_KEY_SLOTS;
+}
+
+/* Read an object key (its quote at r->pos); a new reference or NULL. The same few keys come
+ * in every Daraja answer and callback, so plain ASCII keys up to DR_KEY_MAX bytes are kept in
+ * the module state and handed out again: no new str, and its hash is already computed when
+ * the dict takes it. */
+static PyObject *
+read_key(Reader *r)
+{
+    size_t quote = r->pos, start = quote + 1;
+    r->pos = start;
+    skip_plain(r);
+    size_t n = r->pos - start;
+    if (r->pos >= r->len || r->data[r->pos] != '"' || n == 0 || n > DR_KEY_MAX) {
+        r->pos = quote;
+        return read_string_from(r, n);
+    }
+    const unsigned char *s = r->data + start;
+    PyObject **slot = &r->st->json_keys[key_slot(s, n)];
+    r->pos++;
+    if (*slot != NULL && (size_t)PyUnicode_GET_LENGTH(*slot) == n && memcmp(PyUnicode_1BYTE_DATA(*slot), s, n) == 0) {
+        return Py_NewRef(*slot);
+    }
+    PyObject *key = ascii_str(s, n);
+    if (key != NULL) {
+        Py_XSETREF(*slot, Py_NewRef(key));
+    }
+    return key;
+}
+
+void
+jr_clear_keys(DarajaState *st)
+{
+    for (int i = 0; i < DR_KEY_SLOTS; i++) {
+        Py_CLEAR(st->json_keys[i]);
+    }
 }
 
 /* Advance over a run of digits; return how many there were. */
@@ -457,7 +523,7 @@ read_object(Reader *r)
             fail_at(r, r->pos, r->pos < r->len ? "expected a string key" : "unexpected end in object");
             goto error;
         }
-        if ((key = read_string(r)) == NULL) {
+        if ((key = read_key(r)) == NULL) {
             goto error;
         }
         skip_ws(r);

@@ -538,6 +538,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->datetime);
     Py_CLEAR(st->nairobi_tz);
     Py_CLEAR(st->cb_cache);
+    jr_clear_keys(st);
     return 0;
 }
 

@@ -17,15 +17,31 @@
 
 #define MAX_AMOUNT 999999999LL  /* beyond every M-Pesa limit: Daraja enforces the real one */
 
-const RqField *
-rq_field(const RqApi *api, const char *kw)
+/* The field named kw searched from row `from` on, wrapping around; NULL if none. */
+static const RqField *
+find_field(const RqApi *api, const char *kw, int from, int rows)
 {
-    for (const RqField *f = api->fields; f->kind != RQ_END; f++) {
-        if (f->kw == kw || (f->kw != NULL && f->kw[0] == kw[0] && strcmp(f->kw, kw) == 0)) {
+    for (int n = 0, i = from; n < rows; n++, i = i + 1 == rows ? 0 : i + 1) {
+        const RqField *f = &api->fields[i];
+        if (f->kw != NULL && f->kw[0] == kw[0] && strcmp(f->kw, kw) == 0) {
             return f;
         }
     }
     return NULL;
+}
+
+const RqField *
+rq_field(const RqApi *api, const char *kw)
+{
+    /* The hooks name fields with the same literals as their tables, which the compiler
+     * merges: a pointer comparison finds them without reading a string. */
+    int rows = 0;
+    for (const RqField *f = api->fields; f->kind != RQ_END; f++, rows++) {
+        if (f->kw == kw) {
+            return f;
+        }
+    }
+    return find_field(api, kw, 0, rows);
 }
 
 RqValue *
@@ -228,12 +244,13 @@ default_value(DarajaState *st, const RqApi *api, const RqField *f, RqValue *v)
     return 0;
 }
 
-/* The index of the field named by a keyword argument; -1 with TypeError if none. */
+/* The index of the field named by a keyword argument, searched from row `from` on (callers
+ * pass their keywords in much the table's order); -1 with TypeError if none. */
 static int
-field_index(const RqApi *api, PyObject *key)
+field_index(const RqApi *api, PyObject *key, int from, int rows)
 {
     const char *name = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
-    const RqField *f = name != NULL ? rq_field(api, name) : NULL;
+    const RqField *f = name != NULL ? find_field(api, name, from, rows) : NULL;
     if (f == NULL) {
         PyErr_Clear();
         PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R", api->name, key);
@@ -244,7 +261,7 @@ field_index(const RqApi *api, PyObject *key)
 
 /* Read every field's value from kwargs (or its default) and check it. */
 static int
-read_values(DarajaClient *c, const RqApi *api, PyObject *args, PyObject *kwargs, RqValue *values)
+read_values(DarajaClient *c, const RqApi *api, int rows, PyObject *args, PyObject *kwargs, RqValue *values)
 {
     DarajaState *st = dr_client_state(c);
     PyObject *given[RQ_MAX_FIELDS] = {NULL};
@@ -255,12 +272,14 @@ read_values(DarajaClient *c, const RqApi *api, PyObject *args, PyObject *kwargs,
         PyErr_Format(PyExc_TypeError, "%s() takes keyword arguments only", api->name);
         return -1;
     }
+    int next = 0;
     while (kwargs != NULL && PyDict_Next(kwargs, &pos, &key, &obj)) {
-        int i = field_index(api, key);
+        int i = field_index(api, key, next, rows);
         if (i < 0) {
             return -1;
         }
         given[i] = obj;
+        next = i + 1 == rows ? 0 : i + 1;
     }
     for (const RqField *f = api->fields; f->kind != RQ_END; f++) {
         RqValue *v = &values[f - api->fields];
@@ -353,7 +372,7 @@ rq_build(DarajaClient *c, const RqApi *api, PyObject *args, PyObject *kwargs, Rq
         return -1;
     }
     memset(values, 0, sizeof(RqValue) * (size_t)rows);
-    if (read_values(c, api, args, kwargs, values) < 0 || (api->check != NULL && api->check(c, api, values) < 0)) {
+    if (read_values(c, api, rows, args, kwargs, values) < 0 || (api->check != NULL && api->check(c, api, values) < 0)) {
         goto done;
     }
     rc = write_body(c, api, values, body, &derived);

@@ -14,7 +14,7 @@
 
 #define NAIROBI_UTC_OFFSET (3 * 3600)  /* East Africa Time, no daylight saving */
 
-/* Words Daraja refuses anywhere in a callback URL, any case. */
+/* Words Daraja refuses anywhere in a callback URL, any case (words_starting() indexes them). */
 static const char *const BANNED_URL_WORDS[] = {"mpesa", "m-pesa", "safaricom", "exe", "exec",
                                                "cmd", "sql", "query", NULL};
 
@@ -307,6 +307,25 @@ va_amount(DarajaState *st, const char *field, PyObject *v, long long min, long l
     return 0;
 }
 
+/* Does s[0..n) hold a byte below 0x20 or 0x7f? Eight bytes a test, the rest one. */
+static int
+has_control(const char *s, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        uint64_t w = dr_load8(s + i);
+        if (dr_any_below(w, 0x20) | dr_any_equal(w, 0x7f)) {
+            return 1;
+        }
+    }
+    for (; i < n; i++) {
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int
 va_text(DarajaState *st, const char *field, PyObject *v, Py_ssize_t min, Py_ssize_t max, const char **out,
         Py_ssize_t *len)
@@ -327,11 +346,8 @@ va_text(DarajaState *st, const char *field, PyObject *v, Py_ssize_t min, Py_ssiz
         return er_validation_error(st, field, "must be valid Unicode text");
     }
     /* In UTF-8 every control character is a single byte below 0x20, or 0x7f. */
-    for (Py_ssize_t i = 0; i < *len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch == 0x7f) {
-            return er_validation_error(st, field, "must not contain control characters");
-        }
+    if (has_control(s, (size_t)*len)) {
+        return er_validation_error(st, field, "must not contain control characters");
     }
     *out = s;
     return 0;
@@ -358,6 +374,74 @@ va_secret(DarajaState *st, const char *field, PyObject *v, const char **out, Py_
     return 0;
 }
 
+/* Is s[0..n) printable ASCII without spaces ('!' to '~')? Eight bytes a test, the rest one. */
+static int
+printable_ascii(const char *s, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        uint64_t w = dr_load8(s + i);
+        if ((w & DR_HIGHS) | dr_any_below(w, 0x21) | dr_any_equal(w, 0x7f)) {
+            return 0;
+        }
+    }
+    for (; i < n; i++) {
+        if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The words of BANNED_URL_WORDS that start with the letter c (either case), as a bit mask
+ * by index: 0 for every other byte, so most of a URL costs one test a byte. */
+static unsigned
+words_starting(char c)
+{
+    switch (c | 0x20) {
+    case 'm':
+        return 1u << 0 | 1u << 1;  /* mpesa, m-pesa */
+    case 's':
+        return 1u << 2 | 1u << 6;  /* safaricom, sql */
+    case 'e':
+        return 1u << 3 | 1u << 4;  /* exe, exec */
+    case 'c':
+        return 1u << 5;            /* cmd */
+    case 'q':
+        return 1u << 7;            /* query */
+    default:
+        return 0;
+    }
+}
+
+/* The first of BANNED_URL_WORDS (in the list's order) found in url[0..n), any case, or NULL.
+ * The URL is printable ASCII here, so ch | 0x20 equals a word's letter (or '-') only when ch
+ * is that letter in either case (or '-'). */
+static const char *
+banned_url_word(const char *url, size_t n)
+{
+    unsigned found = 0;
+    for (size_t i = 0; i < n; i++) {
+        for (unsigned todo = words_starting(url[i]) & ~found; todo != 0; todo &= todo - 1) {
+            unsigned w = (unsigned)__builtin_ctz(todo);
+            const char *word = BANNED_URL_WORDS[w];
+            size_t k = 1;
+            while (word[k] != '\0' && i + k < n && (char)(url[i + k] | 0x20) == word[k]) {
+                k++;
+            }
+            if (word[k] == '\0') {
+                found |= 1u << w;
+            }
+        }
+    }
+    for (unsigned w = 0; BANNED_URL_WORDS[w] != NULL; w++) {
+        if (found & (1u << w)) {
+            return BANNED_URL_WORDS[w];
+        }
+    }
+    return NULL;
+}
+
 int
 va_callback_url(DarajaState *st, const char *field, PyObject *v, const char **out, Py_ssize_t *len)
 {
@@ -372,21 +456,12 @@ va_callback_url(DarajaState *st, const char *field, PyObject *v, const char **ou
     if (url[8] == '/' || url[8] == ':' || url[8] == '\0') {
         return er_validation_error(st, field, "has no host");
     }
-    /* At most 1024 bytes: check and lowercase in one pass, then search the copy. */
-    char lower[1025];
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)url[i];
-        if (ch <= ' ' || ch >= 0x7f) {
-            return er_validation_error(st, field, "must be plain ASCII without spaces");
-        }
-        lower[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch);
+    if (!printable_ascii(url, (size_t)n)) {
+        return er_validation_error(st, field, "must be plain ASCII without spaces");
     }
-    lower[n] = '\0';
-    for (const char *const *word = BANNED_URL_WORDS; *word != NULL; word++) {
-        if (strstr(lower, *word) != NULL) {
-            return er_validation_error(st, field, "contains '%s', a word Daraja refuses in callback URLs",
-                                       *word);
-        }
+    const char *word = banned_url_word(url, (size_t)n);
+    if (word != NULL) {
+        return er_validation_error(st, field, "contains '%s', a word Daraja refuses in callback URLs", word);
     }
     *out = url;
     *len = n;
@@ -479,16 +554,27 @@ put_digits(char *out, int value, int width)
 void
 va_now_nairobi(char out[VA_TIMESTAMP_LEN + 1])
 {
-    time_t now = time(NULL) + NAIROBI_UTC_OFFSET;
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    /* By hand: strftime consults the locale on every call, and this runs on every request. */
-    put_digits(out, tm.tm_year + 1900, 4);
-    put_digits(out + 4, tm.tm_mon + 1, 2);
-    put_digits(out + 6, tm.tm_mday, 2);
-    put_digits(out + 8, tm.tm_hour, 2);
-    put_digits(out + 10, tm.tm_min, 2);
-    put_digits(out + 12, tm.tm_sec, 2);
+    long long now = (long long)time(NULL) + NAIROBI_UTC_OFFSET;
+    long long days = now >= 0 ? now / 86400 : (now - 86399) / 86400;
+    int secs = (int)(now - days * 86400);
+    /* By hand, and without gmtime_r (which takes a lock and walks tables) or strftime (which
+     * consults the locale): this runs on every request. Days since 1970-01-01 to a civil date,
+     * the proleptic Gregorian calendar in 400-year eras (H. Hinnant's days_from_civil inverse). */
+    long long z = days + 719468;
+    long long era = (z >= 0 ? z : z - 146096) / 146097;
+    long long doe = z - era * 146097;
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    long long mp = (5 * doy + 2) / 153;
+    int day = (int)(doy - (153 * mp + 2) / 5 + 1);
+    int month = (int)(mp < 10 ? mp + 3 : mp - 9);
+    int year = (int)(yoe + era * 400 + (month <= 2));
+    put_digits(out, year, 4);
+    put_digits(out + 4, month, 2);
+    put_digits(out + 6, day, 2);
+    put_digits(out + 8, secs / 3600, 2);
+    put_digits(out + 10, secs / 60 % 60, 2);
+    put_digits(out + 12, secs % 60, 2);
     out[VA_TIMESTAMP_LEN] = '\0';
 }
 

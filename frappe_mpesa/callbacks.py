@@ -41,6 +41,28 @@ HANDLED = "frappe_mpesa_callback_handled"
 # Redis key (+ settings record): what the last verified callback's transport looked like.
 TRANSPORT_KEY = "frappe_mpesa:callback-transport:"
 TRANSPORT_TTL = 90 * 86400
+# How often one worker process rewrites unchanged transport facts.
+TRANSPORT_REFRESH = 60
+# The columns of the settings record a callback needs; ``modified`` keys the secret's cache.
+SETTINGS_FIELDS = [
+	"name",
+	"modified",
+	"allowlist_mode",
+	"callback_allowlist",
+	"client_ip_header",
+	"proxy_hops",
+	"business_shortcode",
+	"till_number",
+	"transaction_limit",
+	"c2b_reference_doctype",
+]
+# Per worker process, never in Redis: (site, settings record) -> (its modified, its callback
+# secret), so a callback decrypts the secret once per process, not once per request. Saving the
+# record (rotating the secret saves it) changes ``modified`` and so retires the entry.
+_secrets = {}
+# Per worker process: (site, settings record, its modified) -> (facts, when written), see
+# record_transport.
+_transports = {}
 
 
 @frappe.whitelist(allow_guest=True, methods=["POST"])
@@ -135,22 +157,7 @@ def _handle(kind):
 	hook_id = request.args.get(urls.HOOK_PARAM)
 	settings = None
 	if hook_id:
-		settings = frappe.db.get_value(
-			SETTINGS,
-			{"callback_id": hook_id, "enabled": 1},
-			[
-				"name",
-				"allowlist_mode",
-				"callback_allowlist",
-				"client_ip_header",
-				"proxy_hops",
-				"business_shortcode",
-				"till_number",
-				"transaction_limit",
-				"c2b_reference_doctype",
-			],
-			as_dict=True,
-		)
+		settings = frappe.db.get_value(SETTINGS, {"callback_id": hook_id, "enabled": 1}, SETTINGS_FIELDS, as_dict=True)
 	address = client_address(settings)
 	if rate_limited(kind, address):
 		return reply(429, REJECTED)
@@ -174,7 +181,7 @@ def _handle(kind):
 	if kind == "c2b_validation":
 		return reply(200, validate_c2b(settings, parsed))
 
-	outcome = records.apply(settings.name, kind, parsed)
+	outcome = records.apply(settings.name, kind, parsed, settings=settings)
 	records.log_callback(settings.name, kind, body, parsed, outcome, address)
 	frappe.db.commit()
 	if outcome.status == records.INVALID:
@@ -206,12 +213,20 @@ def record_transport(settings):
 		frappe.request.headers.get(header) if header else None,
 		frappe.conf.get("mpesa_trusted_proxies"),
 	)
-	facts["at"] = time.time()
+	now = time.time()
+	# Another worker may have written other facts since: the form's warning may lag by up to
+	# TRANSPORT_REFRESH seconds when callbacks reach the server by two routes at once.
+	key = (frappe.local.site, settings.name, settings.get("modified"))
+	last = _transports.get(key)
+	if last and last[0] == facts and now - last[1] < TRANSPORT_REFRESH:
+		return  # this process said the same a moment ago
+	facts = dict(facts, at=now)
 	try:
 		# A raw Redis call: no per-process copy, so every worker reads the latest.
 		frappe.cache.set(
 			frappe.cache.make_key(TRANSPORT_KEY + settings.name), json.dumps(facts), ex=TRANSPORT_TTL
 		)
+		_transports[key] = ({k: v for k, v in facts.items() if k != "at"}, now)
 	except Exception:
 		pass  # Redis down: the warning waits; the callback doesn't
 
@@ -225,8 +240,21 @@ def last_transport(settings_name):
 		return None
 
 
+def callback_secret(settings):
+	"""The record's callback secret (None if it has none), decrypted once per worker process and
+	version of the record."""
+	key = (frappe.local.site, settings.name)
+	cached = _secrets.get(key)
+	if cached and settings.get("modified") and cached[0] == settings.modified:
+		return cached[1]
+	secret = get_decrypted_password(SETTINGS, settings.name, "callback_secret", raise_exception=False)
+	if settings.get("modified"):
+		_secrets[key] = (settings.modified, secret)
+	return secret
+
+
 def verified(settings, given_secret, address, kind):
-	expected = get_decrypted_password(SETTINGS, settings.name, "callback_secret", raise_exception=False)
+	expected = callback_secret(settings)
 	if not expected:
 		return False
 	try:

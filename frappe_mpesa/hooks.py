@@ -43,26 +43,21 @@ scheduler_events = {
 after_install = [
 	"frappe_mpesa.install.after_install",
 	"frappe_mpesa.erpnext.setup.after_install",
-	"frappe_mpesa.erpnext.payout_setup.after_install",
 ]
 after_migrate = [
 	"frappe_mpesa.install.after_migrate",
 	"frappe_mpesa.erpnext.setup.after_migrate",
-	"frappe_mpesa.erpnext.payout_setup.after_migrate",
 ]
 # frappe/payments ships a DocType of the same name, "Mpesa Settings": see install.py.
 after_app_install = [
 	"frappe_mpesa.install.after_app_install",
 	"frappe_mpesa.erpnext.setup.after_app_install",
-	"frappe_mpesa.erpnext.payout_setup.after_app_install",
 ]
 before_app_uninstall = [
 	"frappe_mpesa.erpnext.setup.before_app_uninstall",
-	"frappe_mpesa.erpnext.payout_setup.before_app_uninstall",
 ]
 before_uninstall = [
 	"frappe_mpesa.erpnext.setup.before_uninstall",
-	"frappe_mpesa.erpnext.payout_setup.before_uninstall",
 	"frappe_mpesa.install.before_uninstall",
 ]
 after_uninstall = "frappe_mpesa.install.after_uninstall"
@@ -94,6 +89,8 @@ doc_events = {
 		"on_cancel": "frappe_mpesa.erpnext.pos.on_cancel",
 		"on_trash": "frappe_mpesa.erpnext.pos.on_trash",
 	},
+	# A tax row's account, defaulted from its Journal Entry and checked before approval.
+	"B2C Payment Disbursement": {"validate": "frappe_mpesa.erpnext.payouts.validate_batch"},
 }
 # "Pay by M-Pesa" in the list of each document a payout pays.
 doctype_list_js = {
@@ -102,11 +99,11 @@ doctype_list_js = {
 	"Employee Advance": "public/js/pay_by_mpesa.js",
 	"Purchase Invoice": "public/js/pay_by_mpesa.js",
 }
-# An employee's payout history, from the Employee form.
-doctype_js = {"Employee": "public/js/employee_payouts.js"}
-
-# The checkout buttons on the sale's own form; loaded only where those DocTypes exist.
+# Form scripts; each is loaded only where its DocType exists.
 doctype_js = {
+	# An employee's payout history.
+	"Employee": "public/js/employee_payouts.js",
+	# The checkout buttons on the sale's own form.
 	# Checkout, and "Get M-Pesa payments" (frappe_mpesa/erpnext/reconciliation.py).
 	"Sales Invoice": [
 		"erpnext/client_scripts/sales_invoice.js",
@@ -115,6 +112,9 @@ doctype_js = {
 	"Sales Order": "erpnext/client_scripts/sales_order.js",
 	"POS Invoice": "erpnext/client_scripts/pos_invoice.js",
 	"Payment Entry": "erpnext/client_scripts/payment_entry.js",
+	# "Pay by M-Pesa" (B2B to the supplier's paybill or till, or tax to KRA) and "Remit tax to KRA".
+	"Purchase Invoice": "erpnext/client_scripts/purchase_invoice.js",
+	"Journal Entry": "erpnext/client_scripts/journal_entry.js",
 }
 # M-Pesa in the point-of-sale page (erpnext/pos.py); the page exists only with ERPNext.
 page_js = {"point-of-sale": "erpnext/client_scripts/point_of_sale.js"}

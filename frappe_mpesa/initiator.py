@@ -16,7 +16,8 @@ from frappe import _
 from frappe.utils import add_to_date, cint, flt, now_datetime
 from frappe.utils.password import get_encryption_key
 
-from frappe_mpesa import daraja, records, settings_store, states
+from frappe_mpesa import daraja, payees, records, settings_store, states
+from frappe_mpesa.m_pesa.doctype.b2c_disbursement_payee.b2c_disbursement_payee import insert_row
 from frappe_mpesa.settings_store import DarajaCallError, callback_url, get_settings, outcome_unknown
 
 B2C = records.B2C
@@ -217,19 +218,21 @@ def reject_reversal(name):
 
 def approval_digest(row):
 	"""What a B2C approver approved for one payee, sealed with the site's key: the row, its batch's
-	settings and command, the payee, amount, approver and the row's OriginatorConversationID."""
-	message = "\0".join(
-		str(value or "")
-		for value in (
-			row.name,
-			row.mpesa_settings,
-			row.phone,
-			cint(flt(row.amount)),
-			row.command_id,
-			row.approved_by,
-			row.originator_conversation_id,
-		)
-	)
+	settings and command, the payee, amount, approver and the row's OriginatorConversationID; for a
+	B2B or tax row also its kind, the paybill or till and the account reference or PRN."""
+	values = [
+		row.name,
+		row.mpesa_settings,
+		row.phone,
+		cint(flt(row.amount)),
+		row.command_id,
+		row.approved_by,
+		row.originator_conversation_id,
+	]
+	if (row.get("payout_kind") or payees.B2C) != payees.B2C:
+		# A B2C row's seal is as it was before other kinds existed, so rows sealed then still send.
+		values += [row.payout_kind, row.party_shortcode, row.account_reference]
+	message = "\0".join(str(value or "") for value in values)
 	return hmac.new(get_encryption_key().encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
@@ -267,6 +270,9 @@ ROW_FIELDS = (
 	"result_code",
 	"request_sent_on",
 	"approval_digest",
+	"payout_kind",
+	"party_shortcode",
+	"account_reference",
 )
 
 
@@ -366,20 +372,11 @@ def _send_batch(batch, workers):
 				settings_store.call(settings, "access_token")
 			except DarajaCallError:
 				pass  # each request then fails on its own, before anything is sent
-			requests = [
-				dict(
-					arguments,
-					command_id=batch.command_id,
-					amount=whole(r.amount),
-					phone=r.phone,
-					remarks=r.remarks or "Payment",
-					occasion=batch.occasion or None,
-					originator_conversation_id=r.originator_conversation_id,
-				)
-				for r in chunk
-			]
-			answers = list(pool.map(lambda kwargs: _b2c_request(client, kwargs), requests))
-			_record(batch.name, [_answer_move(r, answer) for r, answer in zip(chunk, answers, strict=True)])
+			requests = [payout_request(arguments, batch, r) for r in chunk]
+			answers = list(pool.map(lambda request: _payout_request(client, *request), requests))
+			moves = [_answer_move(r, answer) for r, answer in zip(chunk, answers, strict=True)]
+			_record(batch.name, moves)
+			_match_kept_results(moves)
 	return records.refresh_batch_status(batch.name)
 
 
@@ -400,11 +397,35 @@ def _claim(batch_name, rows):
 	return claimed
 
 
-def _b2c_request(client, kwargs):
-	"""One B2C request, in a pool thread: no database, no Frappe context. Returns Daraja's answer
+def payout_request(arguments, batch, row):
+	"""(Client method, its arguments) for one payee: B2C to a phone, B2B to a paybill (with the
+	account there) or a till, or tax to KRA against the PRN."""
+	kind = row.payout_kind or payees.B2C
+	common = dict(arguments, amount=whole(row.amount), remarks=row.remarks or "Payment")
+	if kind == payees.B2C:
+		return "b2c_payment", dict(
+			common,
+			command_id=batch.command_id,
+			phone=row.phone,
+			occasion=batch.occasion or None,
+			originator_conversation_id=row.originator_conversation_id,
+		)
+	if kind == payees.TAX:
+		return "tax_remittance", dict(common, prn=row.account_reference)
+	return "b2b_payment", dict(
+		common,
+		command_id=payees.B2B_COMMANDS[kind],
+		party_b=row.party_shortcode,
+		account_reference=row.account_reference or None,
+		occasion=batch.occasion or None,
+	)
+
+
+def _payout_request(client, method, kwargs):
+	"""One payout request, in a pool thread: no database, no Frappe context. Returns Daraja's answer
 	or the exception (a failure the main thread records)."""
 	try:
-		return client.b2c_payment(**kwargs)
+		return getattr(client, method)(**kwargs)
 	except Exception as error:  # recorded by the main thread as Failed or Unknown
 		return error
 
@@ -424,11 +445,23 @@ def _answer_move(row, answer):
 		confirmed = not isinstance(answer, daraja.APIError) or 400 <= cint(status) < 500
 		return row.name, "Failed", {"error": str(error), "failure_confirmed": 1 if confirmed else 0}
 	values = {"conversation_id": answer.get("ConversationID") or None}
-	if answer.get("OriginatorConversationID") not in (None, row.originator_conversation_id):
+	if (row.payout_kind or payees.B2C) != payees.B2C:
+		# B2B and tax requests carry no id of ours: Daraja names the request, and its result
+		# carries that name. It replaces the row's own id, which Daraja never saw.
+		values["originator_conversation_id"] = answer.get("OriginatorConversationID") or None
+	elif answer.get("OriginatorConversationID") not in (None, row.originator_conversation_id):
 		values["error"] = _("Daraja answered with another OriginatorConversationID: {0}").format(
 			answer.get("OriginatorConversationID")
 		)
 	return row.name, "Sent", values
+
+
+def _match_kept_results(moves):
+	"""Results that came before Daraja's answer named a B2B or tax request were kept unmatched:
+	apply them now (commits)."""
+	ids = [values["originator_conversation_id"] for _name, _new, values in moves if values.get("originator_conversation_id")]
+	if ids and sum(records.match_unmatched(ocid) for ocid in ids):
+		frappe.db.commit()
 
 
 def _record(batch_name, moves):
@@ -438,6 +471,24 @@ def _record(batch_name, moves):
 		records.move_payee(row_name, new, values)
 	records.refresh_batch(batch_name)
 	frappe.db.commit()
+
+
+# What a retry keeps of the failed row: the payee, the amount, what it pays, and who set them.
+RETRIED_FIELDS = (
+	"party_type",
+	"party",
+	"payee_name",
+	"phone",
+	"amount",
+	"reference_doctype",
+	"reference_name",
+	"remarks",
+	"payee_set_by",
+	"payout_kind",
+	"party_shortcode",
+	"account_reference",
+	"debit_account",
+)
 
 
 def retry_failed(name, rows=None):
@@ -467,25 +518,24 @@ def retry_failed(name, rows=None):
 					_("Payee row {0}: its failure is not confirmed by Daraja; query its status first").format(row.idx)
 				)
 			continue
-		child = frappe.get_doc(
-			{
-				"doctype": PAYEE,
-				"parent": name,
-				"parenttype": B2C,
-				"parentfield": "payees",
-				"idx": len(batch.payees) + len(made) + 1,
-				"docstatus": 1,
-				**{f: row.get(f) for f in ("party_type", "party", "payee_name", "phone", "amount", "reference_doctype", "reference_name", "remarks", "payee_set_by")},
-				"status": "Queued",
-				"retry_of": row.name,
-				"originator_conversation_id": str(uuid.uuid4()),
-			}
+		child = insert_row(
+			name,
+			len(batch.payees) + len(made) + 1,
+			1,
+			row,
+			RETRIED_FIELDS,
+			seal=lambda child: approval_digest(
+				frappe._dict(
+					child.as_dict(),
+					mpesa_settings=batch.mpesa_settings,
+					command_id=batch.command_id,
+					approved_by=batch.approved_by,
+				)
+			),
+			status="Queued",
+			retry_of=row.name,
+			originator_conversation_id=str(uuid.uuid4()),
 		)
-		child.set_new_name()
-		child.approval_digest = approval_digest(
-			frappe._dict(child.as_dict(), mpesa_settings=batch.mpesa_settings, command_id=batch.command_id, approved_by=batch.approved_by)
-		)
-		child.db_insert()
 		frappe.db.set_value(PAYEE, row.name, "retried", 1, update_modified=False)
 		made.append(child.name)
 	if made:
@@ -532,7 +582,7 @@ def resolve_payees(filters, cutoff=None, limit=50):
 		PAYEE,
 		filters=filters,
 		or_filters=or_filters,
-		fields=["name", "parent", "originator_conversation_id", "transaction_receipt"],
+		fields=["name", "parent", "originator_conversation_id", "conversation_id", "transaction_receipt", "payout_kind"],
 		limit=limit,
 	)
 	settings_of = {}
@@ -541,6 +591,18 @@ def resolve_payees(filters, cutoff=None, limit=50):
 			settings_of[row.parent] = frappe.db.get_value(B2C, row.parent, "mpesa_settings")
 		frappe.db.set_value(PAYEE, row.name, "last_status_query", now_datetime(), update_modified=False)
 		frappe.db.commit()
+		if (row.payout_kind or payees.B2C) != payees.B2C and not (row.conversation_id or row.transaction_receipt):
+			# Daraja's answer never came, so the request has no id Daraja knows: a query by ours
+			# would find nothing. Its outcome is read on the M-Pesa statement, never by resending.
+			frappe.db.set_value(
+				PAYEE,
+				row.name,
+				"error",
+				_("No answer from Daraja named this request: check its outcome on the M-Pesa statement"),
+				update_modified=False,
+			)
+			frappe.db.commit()
+			continue
 		try:
 			start_request(
 				settings_of[row.parent],

@@ -1,4 +1,4 @@
-"""A payout batch's payees from a CSV file: each row checked with the core's rules.
+"""A payout batch's payees: a CSV file's rows, and the B2B and tax fields, checked with the core's rules.
 
 Plain Python (the C core through ``daraja``, no Frappe import). ``read_csv`` returns every row
 typed, or raises PayeeError naming the row and the column of the first fault: a file is taken
@@ -8,6 +8,7 @@ file without a header row is read in that order).
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -18,6 +19,16 @@ COLUMNS = ("phone", "amount", "name", "remarks")
 ALIASES = {"phone": ("phone", "msisdn", "mobile", "phone number", "mpesa number"), "amount": ("amount", "kes"),
 	"name": ("name", "payee", "full name"), "remarks": ("remarks", "remark", "description", "narration")}
 MAX_ROWS = 10_000
+# What each kind of payee row pays, and the Daraja CommandID it is sent with (tax: PayTaxToKRA,
+# fixed by the core, as is KRA's shortcode).
+B2C, PAYBILL, TILL, TAX = "B2C", "B2B Paybill", "B2B Till", "Tax"
+KINDS = (B2C, PAYBILL, TILL, TAX)
+B2B_COMMANDS = {PAYBILL: "BusinessPayBill", TILL: "BusinessBuyGoods"}
+KRA_SHORTCODE = "572572"
+# The core's limits: a shortcode is 5 to 7 digits; AccountReference at most 13 characters.
+SHORTCODE = re.compile(r"[0-9]{5,7}")
+PRN = re.compile(r"[0-9A-Za-z]{1,13}")
+MAX_ACCOUNT_REFERENCE = 13
 MAX_BYTES = 2 * 1024 * 1024
 
 
@@ -48,6 +59,42 @@ def whole_shillings(value, minimum=10, maximum=250_000):
 	if not minimum <= number <= maximum:
 		raise ValueError(f"{int(number)} is outside {minimum}..{maximum}")
 	return int(number)
+
+
+def shortcode(value):
+	"""A paybill or till number as the core sends it (5 to 7 digits); ValueError saying why."""
+	text = str(value if value is not None else "").strip()
+	if not text:
+		raise ValueError("is not set")
+	if not SHORTCODE.fullmatch(text):
+		raise ValueError(f"{text!r} is not a paybill or till number (5 to 7 digits)")
+	return text
+
+
+def account_reference(value, required):
+	"""The account at a paybill: 1 to 13 characters, as Daraja's AccountReference takes; None when
+	not ``required`` and empty; ValueError saying why."""
+	text = str(value if value is not None else "").strip()
+	if not text:
+		if required:
+			raise ValueError("is required to pay a paybill")
+		return None
+	if len(text) > MAX_ACCOUNT_REFERENCE:
+		raise ValueError(f"is longer than {MAX_ACCOUNT_REFERENCE} characters")
+	if any(ord(c) < 32 for c in text):
+		raise ValueError("has control characters")
+	return text
+
+
+def prn(value):
+	"""A KRA Payment Registration Number: letters and digits only (KRA issues them as digits), 1 to
+	13 characters, the core's bound for the AccountReference it is sent in; ValueError saying why."""
+	text = str(value if value is not None else "").strip().upper()
+	if not text:
+		raise ValueError("is not set: enter the PRN KRA issued for this payment")
+	if not PRN.fullmatch(text):
+		raise ValueError(f"{text!r} is not a KRA PRN (letters and digits, at most 13)")
+	return text
 
 
 def _header(cells):

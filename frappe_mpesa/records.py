@@ -135,11 +135,13 @@ def is_conflict(error):
 		return False
 
 
-def apply(settings_name, kind, parsed, source=CALLBACK):
+def apply(settings_name, kind, parsed, source=CALLBACK, settings=None):
 	"""Apply one parsed callback; an Outcome says what happened. Never raises for a conflict.
 
 	A C2B payment learnt another way (a pull, a statement import) comes here too, as a
-	c2b_confirmation with its ``source``, so whatever reacts to new register rows sees it alike."""
+	c2b_confirmation with its ``source``, so whatever reacts to new register rows sees it alike.
+	``settings``: the record's row if the caller has read it already (business_shortcode,
+	till_number, c2b_reference_doctype), saving the query."""
 	refused = blank_correlation(kind, parsed)
 	if refused:
 		return Outcome(INVALID, note=refused)
@@ -148,7 +150,7 @@ def apply(settings_name, kind, parsed, source=CALLBACK):
 		if kind == "stk":
 			return apply_stk(settings_name, parsed)
 		if kind == "c2b_confirmation":
-			return apply_c2b_confirmation(settings_name, parsed, source)
+			return apply_c2b_confirmation(settings_name, parsed, source, settings)
 		if kind in ("result", "timeout"):
 			return apply_result(settings_name, kind, parsed)
 		if kind == "pull":
@@ -217,10 +219,11 @@ def shortcodes(settings):
 	return {code for code in (settings.business_shortcode, settings.till_number) if code}
 
 
-def apply_c2b_confirmation(settings_name, parsed, source=CALLBACK):
-	settings = frappe.db.get_value(
-		SETTINGS, settings_name, ["business_shortcode", "till_number", "c2b_reference_doctype"], as_dict=True
-	)
+def apply_c2b_confirmation(settings_name, parsed, source=CALLBACK, settings=None):
+	if settings is None:
+		settings = frappe.db.get_value(
+			SETTINGS, settings_name, ["business_shortcode", "till_number", "c2b_reference_doctype"], as_dict=True
+		)
 	trans_id = parsed.get("TransID")
 	if str(parsed.get("BusinessShortCode")) not in shortcodes(settings):
 		return Outcome(MISMATCH, note=f"shortcode {parsed.get('BusinessShortCode')} is not this record's")
@@ -354,7 +357,9 @@ def apply_b2c_result(settings_name, kind, parsed, row):
 	new = states.initiator_outcome(kind, parsed.get("success"))
 	values = _result_values(row, parsed)
 	if new == "Completed":
+		# B2C results say TransactionAmount; B2B and tax results, Amount.
 		amount = parsed.get("TransactionAmount")
+		amount = parsed.get("Amount") if amount is None else amount
 		if amount is None:
 			_unchecked(
 				found, f"no TransactionAmount in the result: not checked against the {row.amount} disbursed"
@@ -367,7 +372,10 @@ def apply_b2c_result(settings_name, kind, parsed, row):
 		values.update(
 			transaction_receipt=receipt,
 			receiver_name=parsed.get("ReceiverPartyPublicName"),
-			completed_on=local_datetime(parsed.get("TransactionCompletedDateTime")) or now_datetime(),
+			completed_on=local_datetime(
+				parsed.get("TransactionCompletedDateTime") or parsed.get("TransCompletedTime")
+			)
+			or now_datetime(),
 			charges=b2c_charges(parsed),
 		)
 	elif new == "Failed":
@@ -487,14 +495,18 @@ CHARGE_KEYS = ("TransactionCharges", "B2CTransactionCharges", "Charges", "DebitP
 
 
 def b2c_charges(parsed):
-	"""The charge a B2C result reports for the payment, or None."""
+	"""The charge a payout's result reports, or None: an amount, or the sum of the charges the core
+	parsed from DebitPartyCharges' "Fee For B2C Payment|KES|22.40&..." form."""
 	for key in CHARGE_KEYS:
 		value = parsed.get(key)
-		if value not in (None, ""):
-			try:
-				return Decimal(str(value))
-			except InvalidOperation:
-				return None
+		if value in (None, "", []):
+			continue
+		try:
+			if isinstance(value, list):
+				return sum((Decimal(str(item.get("amount"))) for item in value), Decimal(0))
+			return Decimal(str(value))
+		except (InvalidOperation, AttributeError, TypeError):
+			return None
 	return None
 
 

@@ -399,3 +399,36 @@ def test_redact_key_value_pairs():
 		assert secret not in text
 	assert privacy.redact(parsed)["parameters"][2] == ["Amount", 50]
 	assert "25470****149 - JOHN DOE" in text
+
+
+def test_hooks_name_each_hook_once_and_every_script_exists():
+	"""A hook assigned twice in hooks.py silently drops the first; a script path that names no
+	file breaks the form it was meant for."""
+	import ast
+	from pathlib import Path
+
+	app = Path(urls.__file__).parent
+	tree = ast.parse((app / "hooks.py").read_text())
+	names = [
+		target.id
+		for node in tree.body
+		if isinstance(node, ast.Assign)
+		for target in node.targets
+		if isinstance(target, ast.Name)
+	]
+	assert sorted(n for n in set(names) if names.count(n) > 1) == []
+	hooks = {
+		target.id: ast.literal_eval(node.value)
+		for node in tree.body
+		if isinstance(node, ast.Assign)
+		for target in node.targets
+		if isinstance(target, ast.Name)
+	}
+	scripts = [
+		path
+		for key in ("doctype_js", "doctype_list_js", "page_js")
+		for value in hooks.get(key, {}).values()
+		for path in ([value] if isinstance(value, str) else value)
+	]
+	assert scripts
+	assert [path for path in scripts if not (app / path).is_file()] == []

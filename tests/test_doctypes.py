@@ -124,6 +124,25 @@ def test_doctype_file_layout(scrub):
 	assert (folder / f"{scrub}.py").exists(), "every DocType has its controller"
 
 
+REPORTS = sorted((APP / "m_pesa" / "report").glob("*/*.json"))
+
+
+@pytest.mark.parametrize("path", REPORTS, ids=lambda path: path.parent.name)
+def test_report_file_layout(path):
+	"""Frappe finds a report's code and script in the folder named by scrub(report name)."""
+	doc = json.loads(path.read_text())
+	scrub = doc["name"].lower().replace(" ", "_").replace("-", "_")
+	assert doc["doctype"] == "Report" and doc["module"] == "M-Pesa"
+	assert path.parent.name == path.stem == scrub
+	assert (path.parent / "__init__.py").exists()
+	if doc["report_type"] == "Script Report":
+		assert (path.parent / f"{scrub}.py").exists() and (path.parent / f"{scrub}.js").exists()
+
+
+def test_reports_found():
+	assert {path.stem for path in REPORTS} >= {"m_pesa_collections", "m_pesa_reconciliation", "m_pesa_payouts"}
+
+
 @pytest.mark.parametrize("scrub", DOCTYPES)
 def test_fields_are_well_formed(scrub):
 	doc = DOCTYPES[scrub]

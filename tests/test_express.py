@@ -40,6 +40,14 @@ def test_push_succeeds_and_sends_what_daraja_expects(client, sandbox, stk_args):
 	assert sent["Password"] == daraja.stk_password(DEFAULT_SHORTCODE, DEFAULT_PASSKEY, sent["Timestamp"])
 
 
+def test_requests_name_their_client(client, sandbox, stk_args):
+	"""Every request carries a User-Agent: API gateways and their firewalls commonly refuse a
+	request without one."""
+	client.stk_push(**stk_args)
+	agents = {r.path: r.header("User-Agent") for r in sandbox.requests}
+	assert agents and all(agent and agent.startswith("frappe_mpesa") for agent in agents.values()), agents
+
+
 def test_callback_and_query_report_success(client, receiver, stk_args):
 	checkout = client.stk_push(**stk_args)["CheckoutRequestID"]
 	callback = callback_for(receiver, checkout)

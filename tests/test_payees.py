@@ -61,3 +61,21 @@ def test_whole_shillings_limits_are_the_callers():
 	assert whole_shillings("1,000", 1, 1000) == 1000
 	with pytest.raises(ValueError, match="outside 1..999"):
 		whole_shillings(1000, 1, 999)
+
+
+def test_b2b_and_tax_fields_follow_the_cores_limits():
+	from frappe_mpesa.payees import account_reference, prn, shortcode
+
+	assert shortcode(" 888880 ") == "888880" and shortcode("5123456") == "5123456"
+	for bad in ("", "1234", "12345678", "88-880", None):
+		with pytest.raises(ValueError):
+			shortcode(bad)
+	assert account_reference(" ACC-77 ", required=True) == "ACC-77"
+	assert account_reference("", required=False) is None
+	for bad, required in (("", True), ("x" * 14, False), ("a\tb", False)):
+		with pytest.raises(ValueError):
+			account_reference(bad, required)
+	assert prn(" 2026k0001234 ") == "2026K0001234"
+	for bad in ("", "12-34", "PRN 1", "1234567890ABCD"):
+		with pytest.raises(ValueError, match="PRN"):
+			prn(bad)

@@ -152,3 +152,16 @@ def test_reversal_of_an_unknown_transaction_fails_in_the_result(client, sandbox,
 	assert body["RecieverIdentifierType"] == "11" and body["CommandID"] == "TransactionReversal"
 	result = callback_with(receiver, "ConversationID", answer["ConversationID"]).json
 	assert result["Result"]["ResultCode"] == "R000002"
+
+
+@pytest.mark.parametrize("api, path", [("b2c", B2C), ("b2b", B2B)])
+def test_a_payout_charge_the_sandbox_reports_is_parsed_by_the_core(client, sandbox, receiver, b2c_args, b2b_args, api, path):
+	sandbox.payout_charge = 33
+	try:
+		answer = client.b2c_payment(**b2c_args) if api == "b2c" else client.b2b_payment(**b2b_args)
+		body = callback_with(receiver, "OriginatorConversationID", answer["OriginatorConversationID"]).body
+	finally:
+		sandbox.payout_charge = None
+	parsed = daraja.parse_callback(body, "result")
+	charges = parsed["DebitPartyCharges"]
+	assert [(c["currency"], str(c["amount"])) for c in charges] == [("KES", "33.00")]

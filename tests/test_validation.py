@@ -1,5 +1,6 @@
 """Input rules: each accepted and refused, refusals raised before any request leaves."""
 
+import json
 import re
 import subprocess
 import sys
@@ -160,6 +161,40 @@ def test_rule_refuses_before_any_request(client, sandbox, stk_args, field, value
 		client.stk_push(**{**stk_args, field: value})
 	assert caught.value.field == field
 	assert sandbox.count() == 0
+
+
+@pytest.mark.parametrize(
+	"url, word",
+	[
+		("https://example.com/a/QUERY", "query"),
+		("https://example.com/sql/mpesa", "mpesa"),
+		("https://example.com/Exec", "exe"),
+		("https://example.com/x?c=CmD", "cmd"),
+		("https://example.com/m-PeSa", "m-pesa"),
+	],
+)
+def test_callback_url_error_names_the_first_banned_word_in_any_case(client, sandbox, stk_args, url, word):
+	with pytest.raises(daraja.ValidationError, match=f"contains '{word}'"):
+		client.stk_push(**{**stk_args, "callback_url": url})
+	assert sandbox.count() == 0
+
+
+@pytest.mark.parametrize("url", ["https://example.com/mpes", "https://example.com/quer", "https://ex.ample.com/e-x-e/sq"])
+def test_callback_url_with_parts_of_banned_words_is_accepted(client, sandbox, stk_args, url):
+	assert client.stk_push(**{**stk_args, "callback_url": url})["ResponseCode"] == "0"
+
+
+def test_object_keys_read_again_are_the_same_keys():
+	# The reader keeps plain keys up to 48 bytes and hands them out again; escaped, non-ASCII,
+	# longer and colliding keys take the full path. Every reading must give the same dict.
+	fields = {"TransID": "RKL51ZDR4F", "TransAmount": "5.00", "BusinessShortCode": "600966"}
+	extra = {"Bill\u00e9Ref": "a", "K" * 48: 1, "K" * 49: 2, "": 3, "AB": 4, "BA": 5, "x\"y": 6}
+	body = json.dumps({**fields, **extra}).encode()
+	escaped = b'{"TransID":"RKL51ZDR4F","Trans\\u0041mount":"5.00","BusinessShortCode":"600966"}'
+	for _ in range(3):
+		got = daraja.parse_callback(body, "c2b_validation")
+		assert {k: got[k] for k in extra} == extra
+		assert daraja.parse_callback(escaped, "c2b_validation")["TransAmount"] == Decimal("5.00")
 
 
 def test_buy_goods_without_till_is_refused(client, sandbox, stk_args):

@@ -1,7 +1,8 @@
 """The ERPNext layer: what this app does to ERPNext's books, one module per flow.
 
 - ``setup``: accounting per shortcode on Mpesa Settings (Company, Mode of Payment, the M-Pesa
-  clearing account, cost center) as Custom Fields made only where ERPNext is installed.
+  clearing account, cost center) and the payouts' fields (Employee, Supplier, the batch), as
+  Custom Fields made only where ERPNext is installed.
 - ``matching_rules``: the settings record's rules and the database lookups behind ``matching``.
 - ``c2b_validation``: the verdict for Daraja's C2B validation request (``mpesa_c2b_validators``).
 - ``c2b_posting``: a recorded C2B payment matched and posted as one Payment Entry, in a job.
@@ -24,6 +25,8 @@ import frappe
 ERPNEXT_APP = "erpnext"
 C2B = "Mpesa C2B Payment Register"
 SETTINGS = "Mpesa Settings"
+B2C = "B2C Payment Disbursement"
+PAYEE = "B2C Disbursement Payee"
 
 # Register statuses (the DocType's Select options).
 UNMATCHED, MATCHED, POSTED, PARTLY = "Unmatched", "Matched", "Posted", "Partly allocated"

@@ -42,6 +42,7 @@ from frappe_mpesa.erpnext import (
 NAIROBI = ZoneInfo("Africa/Nairobi")
 QUEUE = "short"
 JOB_TIMEOUT = 120
+DRAIN_TIMEOUT = 1800
 INVOICE, ORDER, POS_INVOICE, CUSTOMER = "Sales Invoice", "Sales Order", "POS Invoice", "Customer"
 ACCOUNTS_MANAGER = ("Accounts Manager", "System Manager")
 FIELDS = [
@@ -68,15 +69,51 @@ NotPosted = payment_entry.NotPosted
 # ---- queueing ---------------------------------------------------------------------------
 
 
+# Set while a drain job is queued and not yet started (a raw Redis key: wrap with make_key).
+DRAIN_QUEUED = "frappe_mpesa:c2b-drain-queued"
+DRAIN_FLAG_TTL = 60
+DRAIN_BATCH = 100
+
+
 def on_register_insert(doc, method=None):
-	"""doc_events after_insert: post the new receipt once its transaction has committed."""
+	"""doc_events after_insert: have the new receipt posted once its transaction has committed."""
 	if active():
-		frappe.db.after_commit.add(partial(enqueue_posting, doc.name))
+		frappe.db.after_commit.add(request_drain)
+
+
+def request_drain():
+	"""Queue one ``drain`` job unless one is already queued and not yet started: that one will
+	see this receipt, committed before it starts. A burst of a thousand confirmations so makes a
+	handful of jobs, not a thousand, each posting every receipt waiting in one warm process.
+
+	After the commit, so a failure here (Redis down) must not fail the callback that already
+	recorded the payment: the sweep (``post_pending``) posts the row instead. A flag left by a lost
+	job expires after DRAIN_FLAG_TTL seconds; a job queued twice only finds nothing left to do."""
+	try:
+		key = frappe.cache.make_key(DRAIN_QUEUED)
+		if not frappe.cache.set(key, 1, nx=True, ex=DRAIN_FLAG_TTL):
+			return
+		frappe.enqueue(
+			"frappe_mpesa.erpnext.c2b_posting.drain",
+			queue=QUEUE,
+			timeout=DRAIN_TIMEOUT,
+		)
+	except Exception:
+		frappe.logger("frappe_mpesa").warning("C2B posting not queued; the sweep will post the receipts")
+
+
+def drain():
+	"""The job: post every receipt not processed yet, oldest first, until none is left. The flag
+	is cleared first, so a receipt committed from now on queues the next job."""
+	try:
+		frappe.cache.delete(frappe.cache.make_key(DRAIN_QUEUED))
+	except Exception:
+		pass
+	return post_pending(limit=None)
 
 
 def enqueue_posting(trans_id):
-	"""Queue ``post_receipt``; after the commit, so a failure here (Redis down) must not fail the
-	callback that already recorded the payment: the sweep posts the row instead."""
+	"""Queue ``post_receipt`` for one receipt (a person's re-post, or code that wants just one)."""
 	try:
 		frappe.enqueue(
 			"frappe_mpesa.erpnext.c2b_posting.post_receipt",
@@ -89,16 +126,37 @@ def enqueue_posting(trans_id):
 
 
 def post_pending(limit=200):
-	"""Scheduler: post rows never processed (their job was lost). Commits after each row."""
+	"""Post rows never processed, oldest first, committing after each; ``limit`` rows at most
+	(None: until none is left). A row whose posting raised is rolled back, logged and not tried
+	again by this call (the next sweep tries it). Returns how many were tried."""
 	if not active():
 		return 0
-	names = frappe.get_all(
-		C2B, filters={"processed_on": ("is", "not set")}, pluck="name", order_by="creation asc", limit=limit
-	)
-	for name in names:
-		post_receipt(name)
-		frappe.db.commit()
-	return len(names)
+	tried = set()  # a row left unprocessed (it raised, or is not for posting) is not tried twice
+	while limit is None or len(tried) < limit:
+		batch = DRAIN_BATCH if limit is None else min(DRAIN_BATCH, limit - len(tried))
+		names = [
+			name
+			for name in frappe.get_all(
+				C2B,
+				filters={"processed_on": ("is", "not set")},
+				pluck="name",
+				order_by="creation asc",
+				limit=batch + len(tried),
+			)
+			if name not in tried
+		][:batch]
+		if not names:
+			break
+		for name in names:
+			tried.add(name)
+			try:
+				post_receipt(name)
+				frappe.db.commit()
+			except Exception:
+				frappe.db.rollback()
+				frappe.log_error(title=f"M-Pesa: posting C2B {name} failed")
+				frappe.db.commit()
+	return len(tried)
 
 
 @frappe.whitelist(methods=["POST"])

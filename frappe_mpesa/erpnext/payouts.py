@@ -18,15 +18,42 @@ import frappe
 from frappe import _
 from frappe.utils import flt, getdate, nowdate
 
-from frappe_mpesa.erpnext import SETTINGS, active
+from frappe_mpesa import payees
+from frappe_mpesa.erpnext import B2C, PAYEE, SETTINGS, active
 
-B2C = "B2C Payment Disbursement"
-PAYEE = "B2C Disbursement Payee"
 PAYABLE_DOCTYPES = ("Salary Slip", "Expense Claim", "Employee Advance", "Purchase Invoice")
+# What a tax remittance pays: a Journal Entry that credited the tax liability, or KRA's invoice.
+TAX_DOCTYPES = ("Journal Entry", "Purchase Invoice")
+# Documents paid by a Payment Entry allocated to them, whatever the kind of payout.
+PAYMENT_ENTRY_DOCTYPES = ("Expense Claim", "Employee Advance", "Purchase Invoice")
 POSTING_MANAGERS = ("Accounts Manager", "System Manager")
 
 
 # ---- batches from documents ------------------------------------------------------------
+
+
+def supplier_b2b(supplier, where):
+	"""(kind, paybill or till, account reference) of a supplier paid by B2B: its paybill (with the
+	account there) or its till; the error names the document and the field."""
+	values = frappe.db.get_value(
+		"Supplier", supplier, ["mpesa_paybill", "mpesa_till", "mpesa_account_reference"], as_dict=True
+	) or frappe._dict()
+	paybill, till = (values.mpesa_paybill or "").strip(), (values.mpesa_till or "").strip()
+	if paybill and till:
+		frappe.throw(_("{0}: Supplier {1} has both an M-Pesa Paybill and an M-Pesa Till: keep the one to pay").format(where, supplier))
+	if not paybill and not till:
+		frappe.throw(_("{0}: set the M-Pesa Paybill or M-Pesa Till of Supplier {1}").format(where, supplier))
+	kind = payees.PAYBILL if paybill else payees.TILL
+	label = _("M-Pesa Paybill") if paybill else _("M-Pesa Till")
+	try:
+		code = payees.shortcode(paybill or till)
+	except ValueError as error:
+		frappe.throw(_("{0}: Supplier {1}'s {2} {3}").format(where, supplier, label, error))
+	try:
+		reference = payees.account_reference(values.mpesa_account_reference, required=kind == payees.PAYBILL)
+	except ValueError as error:
+		frappe.throw(_("{0}: Supplier {1}'s M-Pesa Account Reference {2}").format(where, supplier, error))
+	return kind, code, reference
 
 
 def payee_of(doc):
@@ -61,13 +88,19 @@ def already_in_a_batch(doctype, name):
 
 
 @frappe.whitelist()
-def make_batch(doctype, names, mpesa_settings, remarks=None):
-	"""A draft B2C batch paying each of ``names`` (submitted documents of ``doctype``) its unpaid
-	amount by M-Pesa; returns its name. A document that cannot be paid is named in the error."""
+def make_batch(doctype, names, mpesa_settings, remarks=None, kind=payees.B2C):
+	"""A draft batch paying each of ``names`` (submitted documents of ``doctype``) its unpaid amount
+	by M-Pesa; returns its name. ``kind`` B2C pays the party's M-Pesa number; B2B (Purchase Invoices)
+	the supplier's paybill or till. A document that cannot be paid is named in the error."""
 	if not active():
 		frappe.throw(_("Paying documents by M-Pesa needs ERPNext"))
 	if doctype not in PAYABLE_DOCTYPES:
 		frappe.throw(_("{0} cannot be paid by M-Pesa").format(doctype))
+	b2b = kind == "B2B"
+	if b2b and doctype != "Purchase Invoice":
+		frappe.throw(_("Only Purchase Invoices are paid to a paybill or till"))
+	if not b2b and kind != payees.B2C:
+		frappe.throw(_("Pay by M-Pesa: kind {0} is not B2C or B2B").format(kind))
 	names = frappe.parse_json(names) if isinstance(names, str) else names
 	if not names:
 		frappe.throw(_("Select the documents to pay"))
@@ -97,23 +130,114 @@ def make_batch(doctype, names, mpesa_settings, remarks=None):
 			frappe.throw(_("{0} has nothing left to pay").format(where))
 		if amount != int(amount):
 			frappe.throw(_("{0}: {1} is not a whole number of shillings").format(where, amount))
-		if not phone:
+		row = {
+			"party_type": party_type,
+			"party": party,
+			"payee_name": payee_name,
+			"amount": int(amount),
+			"reference_doctype": doctype,
+			"reference_name": name,
+			"remarks": f"{doctype} {name}"[:100],
+		}
+		if b2b:
+			row["payout_kind"], row["party_shortcode"], row["account_reference"] = supplier_b2b(party, where)
+		elif not phone:
 			frappe.throw(_("{0}: set the M-Pesa Number of {1} {2}").format(where, _(party_type), party))
-		batch.append(
-			"payees",
-			{
-				"party_type": party_type,
-				"party": party,
-				"payee_name": payee_name,
-				"phone": phone,
-				"amount": int(amount),
-				"reference_doctype": doctype,
-				"reference_name": name,
-				"remarks": f"{doctype} {name}"[:100],
-			},
-		)
+		else:
+			row["phone"] = phone
+		batch.append("payees", row)
 	batch.insert()
 	return batch.name
+
+
+# ---- tax remittance ------------------------------------------------------------------------
+
+
+def tax_lines(entry):
+	"""{account: credit left on it} of a Journal Entry's credit lines on Liability accounts, tax
+	accounts first."""
+	lines = {}
+	for line in entry.accounts:
+		net = flt(line.credit_in_account_currency) - flt(line.debit_in_account_currency)
+		root, account_type = frappe.get_cached_value("Account", line.account, ["root_type", "account_type"])
+		if net > 0 and root == "Liability" and account_type not in ("Payable", "Receivable"):
+			lines[line.account] = lines.get(line.account, 0) + net
+	return dict(sorted(lines.items(), key=lambda item: frappe.get_cached_value("Account", item[0], "account_type") != "Tax"))
+
+
+@frappe.whitelist()
+def make_tax_remittance(doctype, name, mpesa_settings, prn, tax_account=None, amount=None, remarks=None):
+	"""A draft batch remitting tax to KRA against ``prn`` for a submitted Journal Entry (the tax it
+	credited to ``tax_account``, by default its tax account) or Purchase Invoice (what is unpaid);
+	returns the batch's name. Bad input is named in the error and nothing is made."""
+	if not active():
+		frappe.throw(_("Remitting tax by M-Pesa needs ERPNext"))
+	if doctype not in TAX_DOCTYPES:
+		frappe.throw(_("Tax is remitted from a Journal Entry or a Purchase Invoice, not a {0}").format(_(doctype)))
+	frappe.has_permission(B2C, "create", throw=True)
+	doc = frappe.get_doc(doctype, name)
+	doc.check_permission("read")
+	where = f"{_(doctype)} {name}"
+	if doc.docstatus != 1:
+		frappe.throw(_("{0} is not submitted").format(where))
+	try:
+		prn = payees.prn(prn)
+	except ValueError as error:
+		frappe.throw(_("{0}: PRN {1}").format(where, error))
+	company = frappe.db.get_value(SETTINGS, mpesa_settings, "company")
+	if company and doc.company != company:
+		frappe.throw(_("{0} is of company {1}, not {2}'s {3}").format(where, doc.company, mpesa_settings, company))
+	other = already_in_a_batch(doctype, name)
+	if other:
+		frappe.throw(_("{0} is already paid by disbursement {1}").format(where, other))
+	row = {"payout_kind": payees.TAX, "account_reference": prn, "reference_doctype": doctype, "reference_name": name}
+	if doctype == "Journal Entry":
+		lines = tax_lines(doc)
+		tax_account = tax_account or next(iter(lines), None)
+		if not tax_account:
+			frappe.throw(_("{0} credits no tax account: choose the Tax Account").format(where))
+		due = lines.get(tax_account, 0)
+		row.update(debit_account=tax_account, payee_name=_("Kenya Revenue Authority"))
+	else:
+		due = flt(doc.outstanding_amount)
+		row.update(party_type="Supplier", party=doc.supplier, payee_name=doc.supplier_name)
+	amount = flt(amount) or due
+	if amount <= 0:
+		frappe.throw(_("{0} has no tax left to pay").format(where))
+	if due and amount > due:
+		frappe.throw(_("{0}: {1} is more than the {2} it owes").format(where, amount, due))
+	row.update(amount=amount, remarks=f"Tax {doctype} {name}"[:100])
+	batch = frappe.get_doc(
+		{
+			"doctype": B2C,
+			"mpesa_settings": mpesa_settings,
+			"command_id": "BusinessPayment",
+			"remarks": remarks or _("Tax to KRA, PRN {0}").format(prn),
+			"payees": [row],
+		}
+	)
+	batch.insert()
+	return batch.name
+
+
+def validate_batch(doc, method=None):
+	"""doc_events: a tax row's account, before anything is approved: defaulted from its Journal
+	Entry, an account of the shortcode's company; the error names the row and the field."""
+	if not active() or not doc.meta.get_field("payees"):
+		return
+	company = frappe.db.get_value(SETTINGS, doc.mpesa_settings, "company")
+	for row in doc.payees:
+		if row.payout_kind != payees.TAX or row.reference_doctype == "Purchase Invoice":
+			continue
+		if not row.get("debit_account") and row.reference_doctype == "Journal Entry" and row.reference_name:
+			row.debit_account = next(iter(tax_lines(frappe.get_doc("Journal Entry", row.reference_name))), None)
+		if not row.get("debit_account"):
+			frappe.throw(_("Payee row {0}: Tax Account is not set: the tax liability this remittance pays").format(row.idx))
+		account = frappe.db.get_value("Account", row.debit_account, ["company", "is_group"], as_dict=True)
+		if not account or account.is_group or (company and account.company != company):
+			frappe.throw(
+				_("Payee row {0}: Tax Account {1} is not a ledger of company {2}").format(row.idx, row.debit_account, company)
+			)
 
 
 # ---- posting -------------------------------------------------------------------------------
@@ -215,23 +339,42 @@ def make_entry(row):
 	batch = frappe.db.get_value(B2C, row.parent, "*", as_dict=True)
 	books = accounting(batch)
 	date = getdate(row.completed_on) if row.completed_on else getdate(nowdate())
-	if row.reference_doctype in ("Expense Claim", "Employee Advance", "Purchase Invoice"):
+	charges = flt(row.charges)
+	if row.reference_doctype in PAYMENT_ENTRY_DOCTYPES:
 		entry = payment_entry(row, books, date)
-		if flt(row.charges):
-			charges_entry(row, books, date)
+		if charges:
+			journal_entry(
+				row, books, date, charge_lines(books, charges),
+				_("M-Pesa charges of payout {0}, receipt {1}").format(row.parent, row.transaction_receipt),
+			)
 		return entry
-	if row.reference_doctype == "Salary Slip":
+	if row.payout_kind == payees.TAX:
+		if not row.debit_account:
+			frappe.throw(_("Payee row {0}: set the Tax Account this remittance pays").format(row.idx))
+		debit, party_type, party = row.debit_account, None, None
+		remark = _("M-Pesa tax remittance {0} to KRA, PRN {1}, receipt {2}").format(
+			row.parent, row.account_reference, row.transaction_receipt
+		)
+	elif row.reference_doctype == "Salary Slip":
 		slip = frappe.db.get_value(
 			"Salary Slip", row.reference_name, ["employee", "company", "payroll_entry"], as_dict=True
 		)
 		debit = payroll_payable_account(slip)
 		party_type, party = "Employee", slip.employee
+		remark = None
 	else:
 		debit = batch.get("payout_account")
 		if not debit:
 			frappe.throw(_("Disbursement {0}: set the account for payees without a document").format(batch.name))
 		party_type, party = row.party_type, row.party
-	return journal_entry(row, books, date, debit, party_type, party)
+		remark = None
+	accounts = paid_lines(books, debit, flt(row.amount), party_type, party)
+	if charges:
+		accounts += charge_lines(books, charges)
+	remark = remark or _("M-Pesa payout {0} to {1} ({2}), receipt {3}").format(
+		row.parent, row.payee_name or row.party or row.phone, row.phone or row.party_shortcode, row.transaction_receipt
+	)
+	return journal_entry(row, books, date, accounts, remark)
 
 
 def payroll_payable_account(slip):
@@ -251,9 +394,9 @@ def party_line(account, party_type, party):
 	return {}
 
 
-def journal_entry(row, books, date, debit_account, party_type, party):
-	amount = flt(row.amount)
-	accounts = [
+def paid_lines(books, debit_account, amount, party_type=None, party=None):
+	"""``amount`` paid out of the M-Pesa clearing account to ``debit_account``."""
+	return [
 		{
 			"account": debit_account,
 			"debit_in_account_currency": amount,
@@ -262,9 +405,17 @@ def journal_entry(row, books, date, debit_account, party_type, party):
 		},
 		{"account": books.mpesa_account, "credit_in_account_currency": amount, "cost_center": books.get("cost_center")},
 	]
-	charges = flt(row.charges)
-	if charges:
-		accounts += charge_lines(books, charges)
+
+
+def charge_lines(books, charges):
+	account = books.get("b2c_charges_account")
+	if not account:
+		frappe.throw(_("Set the B2C Charges Account on Mpesa Settings: the result reports charges"))
+	return paid_lines(books, account, charges)
+
+
+def journal_entry(row, books, date, accounts, remark):
+	"""The one Journal Entry builder: a Bank Entry of ``accounts`` carrying the row's receipt."""
 	entry = frappe.get_doc(
 		{
 			"doctype": "Journal Entry",
@@ -274,39 +425,8 @@ def journal_entry(row, books, date, debit_account, party_type, party):
 			"cheque_no": row.transaction_receipt,
 			"cheque_date": date,
 			"mode_of_payment": books.get("mode_of_payment"),
-			"user_remark": _("M-Pesa payout {0} to {1} ({2}), receipt {3}").format(
-				row.parent, row.payee_name or row.party or row.phone, row.phone, row.transaction_receipt
-			),
+			"user_remark": remark,
 			"accounts": accounts,
-		}
-	)
-	entry.flags.ignore_permissions = True
-	entry.insert()
-	entry.submit()
-	return entry
-
-
-def charge_lines(books, charges):
-	account = books.get("b2c_charges_account")
-	if not account:
-		frappe.throw(_("Set the B2C Charges Account on Mpesa Settings: the result reports charges"))
-	return [
-		{"account": account, "debit_in_account_currency": charges, "cost_center": books.get("cost_center")},
-		{"account": books.mpesa_account, "credit_in_account_currency": charges, "cost_center": books.get("cost_center")},
-	]
-
-
-def charges_entry(row, books, date):
-	entry = frappe.get_doc(
-		{
-			"doctype": "Journal Entry",
-			"voucher_type": "Bank Entry",
-			"company": books.company,
-			"posting_date": date,
-			"cheque_no": row.transaction_receipt,
-			"cheque_date": date,
-			"user_remark": _("M-Pesa charges of payout {0}, receipt {1}").format(row.parent, row.transaction_receipt),
-			"accounts": charge_lines(books, flt(row.charges)),
 		}
 	)
 	entry.flags.ignore_permissions = True

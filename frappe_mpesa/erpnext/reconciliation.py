@@ -40,6 +40,7 @@ RECEIPT_FIELDS = [
 	"posting_note",
 ]
 LIMIT = 500
+PAGE = 100  # open invoices shown at a time; the pager and filters reach the rest
 
 
 # ---- who -------------------------------------------------------------------------------
@@ -78,19 +79,29 @@ def _filters(value):
 	return frappe._dict(value or {})
 
 
+def _amount(value, what):
+	"""A filter's amount as a float for the query; a clear error naming the filter otherwise."""
+	try:
+		return flt(allocation.money(value, what=what))
+	except allocation.AllocationError as error:
+		frappe.throw(str(error))
+
+
 def receipts(filters=None, limit=LIMIT):
 	"""Unallocated receipts (no Payment Entry; Unmatched, Matched or Partly allocated) the user may
 	read, newest first, filtered by settings record, dates, amount and reference."""
 	f = _filters(filters)
 	conditions = [[C2B, "payment_entry", "is", "not set"], [C2B, "status", "in", OPEN_STATUSES]]
-	if f.mpesa_settings:
+	if isinstance(f.mpesa_settings, list | tuple):
+		conditions.append([C2B, "mpesa_settings", "in", list(f.mpesa_settings) or [""]])
+	elif f.mpesa_settings:
 		conditions.append([C2B, "mpesa_settings", "=", f.mpesa_settings])
 	if f.from_date:
 		conditions.append([C2B, "trans_time", ">=", f"{getdate(f.from_date)} 00:00:00"])
 	if f.to_date:
 		conditions.append([C2B, "trans_time", "<=", f"{getdate(f.to_date)} 23:59:59.999999"])
 	if f.amount not in (None, ""):
-		conditions.append([C2B, "trans_amount", "=", flt(allocation.money(f.amount, what="amount"))])
+		conditions.append([C2B, "trans_amount", "=", _amount(f.amount, _("Amount"))])
 	if f.reference:
 		conditions.append([C2B, "bill_ref_number", "like", f"%{f.reference.strip()}%"])
 	if f.trans_id:
@@ -101,30 +112,63 @@ def receipts(filters=None, limit=LIMIT):
 	return rows
 
 
-def invoices(company=None, customer=None, limit=LIMIT):
-	"""Submitted Sales Invoices with something outstanding the user may read, oldest due first."""
-	conditions = {"docstatus": 1, "outstanding_amount": (">", 0)}
+INVOICE_FIELDS = [
+	"name",
+	"customer",
+	"customer_name",
+	"company",
+	"posting_date",
+	"due_date",
+	"grand_total",
+	"outstanding_amount",
+	"currency",
+]
+
+
+def _invoice_conditions(company=None, customer=None, reference=None, amount=None):
+	conditions = [[INVOICE, "docstatus", "=", 1], [INVOICE, "outstanding_amount", ">", 0]]
 	if company:
-		conditions["company"] = company
+		conditions.append([INVOICE, "company", "=", company])
 	if customer:
-		conditions["customer"] = customer
+		conditions.append([INVOICE, "customer", "=", customer])
+	if reference and reference.strip():
+		conditions.append([INVOICE, "name", "like", f"%{reference.strip()}%"])
+	if amount not in (None, ""):
+		conditions.append([INVOICE, "outstanding_amount", "=", _amount(amount, _("Invoice Amount"))])
+	return conditions
+
+
+def invoices(company=None, customer=None, limit=LIMIT, reference=None, amount=None, start=0):
+	"""Submitted Sales Invoices with something outstanding the user may read, oldest due first;
+	filtered by customer, invoice number (any part of it) and outstanding amount, a page of
+	``limit`` from ``start``."""
 	return frappe.get_list(
 		INVOICE,
-		filters=conditions,
-		fields=[
-			"name",
-			"customer",
-			"customer_name",
-			"company",
-			"posting_date",
-			"due_date",
-			"grand_total",
-			"outstanding_amount",
-			"currency",
-		],
+		filters=_invoice_conditions(company, customer, reference, amount),
+		fields=INVOICE_FIELDS,
 		order_by="due_date asc, posting_date asc, name asc",
+		start=start,
 		limit=limit,
 	)
+
+
+def invoice_count(company=None, customer=None, reference=None, amount=None):
+	"""How many invoices ``invoices`` pages through (those the user may read)."""
+	rows = frappe.get_list(
+		INVOICE, filters=_invoice_conditions(company, customer, reference, amount), fields=["count(*) as n"]
+	)
+	return int(rows[0].n) if rows else 0
+
+
+def named_invoices(receipts, company=None):
+	"""The open invoices the receipts' account numbers name, as typed or upper-cased, wherever they
+	fall in the list: a suggestion by reference never depends on the page shown."""
+	names = {spelling for row in receipts for spelling in matching.variants(row.bill_ref_number)}
+	if not names:
+		return []
+	conditions = _invoice_conditions(company)
+	conditions.append([INVOICE, "name", "in", sorted(names)])
+	return frappe.get_list(INVOICE, filters=conditions, fields=INVOICE_FIELDS, limit=len(names))
 
 
 def name_words(text):
@@ -181,19 +225,50 @@ def company_of(settings_name):
 	return frappe.db.get_value(SETTINGS, settings_name, "company") if settings_name else None
 
 
+def _page(f):
+	"""The invoice page asked for: (start, page length), within bounds."""
+	start = max(0, int(f.invoice_start or 0))
+	length = min(LIMIT, max(1, int(f.invoice_page_length or PAGE)))
+	return start, length
+
+
+def _invoice_page(f, company):
+	start, length = _page(f)
+	found = dict(company=company, customer=f.customer, reference=f.invoice, amount=f.invoice_amount)
+	return {
+		"invoices": invoices(limit=length, start=start, **found),
+		"invoice_count": invoice_count(**found),
+		"invoice_start": start,
+		"invoice_page_length": length,
+	}
+
+
 @frappe.whitelist()
 def get_data(filters=None):
-	"""The screen: receipts, the open invoices of the settings record's company (or every company
-	when no record is picked), suggestions per receipt, and whether the user may post."""
+	"""The screen: receipts; a page of the open invoices of the settings record's company (or every
+	company when no record is picked), filtered by customer, invoice number and amount; suggestions
+	per receipt (from the oldest open invoices and those the receipts' account numbers name); and
+	whether the user may post."""
 	require_reader()
 	f = _filters(filters)
 	rows = receipts(f)
 	company = company_of(f.mpesa_settings)
-	open_invoices = invoices(company=company, customer=f.customer)
+	page = _invoice_page(f, company)
+	pool = {i.name: i for i in invoices(company=company, customer=f.customer)}
+	pool.update((i.name, i) for i in named_invoices(rows, company))
+	candidates = list(pool.values())
 	for row in rows:
 		theirs = company_of(row.mpesa_settings)
-		row.suggestions = suggest(row, [i for i in open_invoices if not theirs or i.company == theirs])[:5]
-	return {"receipts": rows, "invoices": open_invoices, "may_post": may_post(), "company": company}
+		row.suggestions = suggest(row, [i for i in candidates if not theirs or i.company == theirs])[:5]
+	return {"receipts": rows, **page, "may_post": may_post(), "company": company}
+
+
+@frappe.whitelist()
+def get_invoices(filters=None):
+	"""One page of open invoices for the screen (its invoice filters and pager), nothing else."""
+	require_reader()
+	f = _filters(filters)
+	return _invoice_page(f, company_of(f.mpesa_settings))
 
 
 @frappe.whitelist()
@@ -209,9 +284,7 @@ def receipts_for_invoice(invoice):
 	)
 	settings = frappe.get_all(SETTINGS, filters={"company": doc.company}, pluck="name")
 	found = []
-	for row in receipts({}, limit=LIMIT):
-		if row.mpesa_settings not in settings:
-			continue
+	for row in receipts({"mpesa_settings": settings}, limit=LIMIT):
 		why = [w for s in suggest(row, [target]) for w in s["why"]]
 		if row.customer == doc.customer:
 			why.insert(0, "customer")

@@ -1,4 +1,4 @@
-"""Accounting per shortcode on Mpesa Settings, and the fields ERPNext needs on the register.
+"""Accounting per shortcode on Mpesa Settings, and the fields ERPNext needs on the app's records.
 
 Each settings record (one shortcode) belongs to one Company and posts to one receiving account,
 the M-Pesa clearing account (Bank or Cash), with a Mode of Payment and a cost center.
@@ -11,6 +11,11 @@ everywhere, and these fields are Custom Fields made where ERPNext is installed (
 after migrate, when ERPNext is installed later), and removed when either app is uninstalled, as
 ERPNext's regional modules and India Compliance do. The JSON's plain ``company`` (Data) field
 becomes a Link to Company through a Property Setter, which keeps its column and its values.
+
+Payouts add theirs to the same table: the expense account B2C charges are posted to (Mpesa
+Settings); the M-Pesa number salaries, claims and advances are paid to (Employee); a supplier's
+M-Pesa number, paybill or till and account reference (Supplier); the account a payee paid for no
+document is debited to (the batch), and the tax account a remittance pays (the payee row).
 """
 
 import frappe
@@ -18,7 +23,7 @@ from frappe import _
 from frappe.custom.doctype.custom_field.custom_field import create_custom_fields
 
 from frappe_mpesa import matching
-from frappe_mpesa.erpnext import C2B, ERPNEXT_APP, SETTINGS, active
+from frappe_mpesa.erpnext import B2C, C2B, ERPNEXT_APP, PAYEE, SETTINGS, active
 
 DEFAULT_MODE_OF_PAYMENT = "M-Pesa"
 DEFAULT_ACCOUNT_NAME = "M-Pesa"
@@ -100,10 +105,89 @@ CUSTOM_FIELDS = {
 			"search_index": 1,
 		},
 	],
+	# ---- payouts ----
+	"Employee": [
+		{
+			"fieldname": "mpesa_number",
+			"fieldtype": "Data",
+			"options": "Phone",
+			"label": "M-Pesa Number",
+			"insert_after": "cell_number",
+			"description": "Salaries, expense claims and advances are paid to this number by M-Pesa.",
+		},
+	],
+	"Supplier": [
+		{
+			"fieldname": "section_mpesa",
+			"fieldtype": "Section Break",
+			"label": "M-Pesa",
+			"insert_after": "supplier_details",
+			"collapsible": 1,
+		},
+		{
+			"fieldname": "mpesa_number",
+			"fieldtype": "Data",
+			"options": "Phone",
+			"label": "M-Pesa Number",
+			"insert_after": "section_mpesa",
+		},
+		{
+			"fieldname": "mpesa_paybill",
+			"fieldtype": "Data",
+			"label": "M-Pesa Paybill",
+			"insert_after": "mpesa_number",
+			"description": "Invoices paid by M-Pesa B2B go to this paybill, with the account reference below.",
+		},
+		{
+			"fieldname": "mpesa_till",
+			"fieldtype": "Data",
+			"label": "M-Pesa Till",
+			"insert_after": "mpesa_paybill",
+			"description": "Or to this till (Buy Goods), when the supplier has no paybill.",
+		},
+		{
+			"fieldname": "mpesa_account_reference",
+			"fieldtype": "Data",
+			"label": "M-Pesa Account Reference",
+			"insert_after": "mpesa_till",
+			"description": "The account number at the supplier's paybill.",
+		},
+	],
+	B2C: [
+		{
+			"fieldname": "payout_account",
+			"fieldtype": "Link",
+			"options": "Account",
+			"label": "Account for Payees Without a Document",
+			"insert_after": "occasion",
+			"description": "Debited by the Journal Entry of each completed payee that pays no document.",
+		},
+	],
+	PAYEE: [
+		{
+			"fieldname": "debit_account",
+			"fieldtype": "Link",
+			"options": "Account",
+			"label": "Tax Account",
+			"insert_after": "account_reference",
+			"depends_on": "eval:doc.payout_kind=='Tax'",
+			"description": "The tax liability a remittance pays: debited by its Journal Entry.",
+		},
+	],
 }
 # One ledger entry per receipt, in the database: a register row names a Payment Entry or a POS
 # Invoice, never both (MariaDB enforces CHECK constraints; Frappe's schema sync leaves them alone).
 LEDGER_CONSTRAINT = "mpesa_receipt_one_ledger_entry"
+CUSTOM_FIELDS[SETTINGS].append(
+	{
+		"fieldname": "b2c_charges_account",
+		"fieldtype": "Link",
+		"options": "Account",
+		"label": "B2C Charges Account",
+		"insert_after": "cost_center",
+		"description": "The expense account B2C charges are posted to, where Daraja's result reports them.",
+	}
+)
 # The JSON's company field, a Link where ERPNext is there.
 PROPERTY_SETTERS = (("company", "fieldtype", "Link", "Select"), ("company", "options", "Company", "Text"))
 
@@ -136,7 +220,8 @@ def before_uninstall():
 
 
 def make_fields():
-	create_custom_fields(CUSTOM_FIELDS, ignore_validate=True, update=True)
+	fields = {doctype: f for doctype, f in CUSTOM_FIELDS.items() if frappe.db.exists("DocType", doctype)}
+	create_custom_fields(fields, ignore_validate=True, update=True)
 	for fieldname, prop, value, property_type in PROPERTY_SETTERS:
 		frappe.make_property_setter(
 			{
@@ -148,8 +233,8 @@ def make_fields():
 			},
 			validate_fields_for_doctype=False,
 		)
-	frappe.clear_cache(doctype=SETTINGS)
-	frappe.clear_cache(doctype=C2B)
+	for doctype in fields:
+		frappe.clear_cache(doctype=doctype)
 	ensure_ledger_constraint()
 
 
@@ -188,6 +273,7 @@ def remove_fields():
 			name = frappe.db.get_value("Custom Field", {"dt": doctype, "fieldname": field["fieldname"]})
 			if name:
 				frappe.delete_doc("Custom Field", name, ignore_permissions=True, force=True)
+		frappe.clear_cache(doctype=doctype)
 	for fieldname, prop, _value, _type in PROPERTY_SETTERS:
 		frappe.db.delete("Property Setter", {"doc_type": SETTINGS, "field_name": fieldname, "property": prop})
 	frappe.clear_cache(doctype=SETTINGS)

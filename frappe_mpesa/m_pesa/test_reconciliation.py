@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import unittest
 from urllib.parse import quote
 
@@ -18,11 +19,18 @@ import frappe
 from frappe.utils import flt, now_datetime, nowdate
 
 from frappe_mpesa.erpnext import reconciliation
-from frappe_mpesa.m_pesa.doctype.mpesa_c2b_payment_register.test_c2b_posting import _remove, erpnext_missing
 from frappe_mpesa.m_pesa.report.m_pesa_collections import m_pesa_collections
 from frappe_mpesa.m_pesa.report.m_pesa_reconciliation import m_pesa_reconciliation
 from frappe_mpesa.m_pesa.test_desk import Desk, browser
-from frappe_mpesa.testing import MAKER, ServedSandboxTestCase, delete_settings, make_settings
+from frappe_mpesa.testing import (
+	MAKER,
+	ErpnextRecords,
+	ServedSandboxTestCase,
+	delete_settings,
+	erpnext_missing,
+	make_settings,
+	wait_for,
+)
 
 SETTINGS = "_Test Reconciliation"
 REPORT_SETTINGS = "_Test Reconciliation Reports"
@@ -31,9 +39,10 @@ C2B = "Mpesa C2B Payment Register"
 PE = "Payment Entry"
 
 
-class TestReconciliation(ServedSandboxTestCase):
+class TestReconciliation(ErpnextRecords, ServedSandboxTestCase):
 	SETTINGS = SETTINGS
 	SHORTCODE = SHORTCODE
+	RECEIPT_PREFIX = "R"
 
 	@classmethod
 	def setUpClass(cls):
@@ -43,35 +52,15 @@ class TestReconciliation(ServedSandboxTestCase):
 			raise unittest.SkipTest(reason)
 		delete_settings(SETTINGS)
 		super().setUpClass()
-		cls.tag = frappe.generate_hash(length=6).upper()
-		cls.company = frappe.db.get_single_value("Global Defaults", "default_company")
-		cls.made = []
-		cls.item = f"_Test Recon Item {cls.tag}"
-		frappe.get_doc(
-			{
-				"doctype": "Item",
-				"item_code": cls.item,
-				"item_group": frappe.db.get_value("Item Group", {"is_group": 0}) or "All Item Groups",
-				"stock_uom": "Nos",
-				"is_stock_item": 0,
-			}
-		).insert(ignore_permissions=True)
-		cls.made.append(("Item", cls.item))
+		cls.make_records("Recon")
 		cls.report_settings = make_settings(REPORT_SETTINGS, cls.site.url, business_shortcode=REPORT_SHORTCODE)
 		cls.report_data = cls.make_report_data()
 		frappe.db.commit()
 
 	@classmethod
 	def tearDownClass(cls):
-		frappe.set_user("Administrator")
-		frappe.db.rollback()
-		entries = frappe.get_all(PE, filters={"reference_no": ("like", f"R{cls.tag}%")}, pluck="name")
-		for name in entries:
-			_remove(PE, name)
-		for doctype, name in reversed(cls.made):
-			_remove(doctype, name)
+		cls.remove_records()
 		delete_settings(REPORT_SETTINGS)
-		frappe.db.commit()
 		super().tearDownClass()
 
 	def tearDown(self):
@@ -81,33 +70,12 @@ class TestReconciliation(ServedSandboxTestCase):
 	# ---- data ---------------------------------------------------------------------------
 
 	@classmethod
-	def customer(cls, name=None):
-		name = name or f"C{cls.tag}{frappe.generate_hash(length=4).upper()}"
-		doc = frappe.get_doc({"doctype": "Customer", "customer_name": name, "customer_type": "Individual"})
-		doc.insert(ignore_permissions=True)
-		cls.made.append(("Customer", doc.name))
-		return doc.name
-
-	@classmethod
 	def invoice(cls, customer, amount):
-		si = frappe.get_doc(
-			{
-				"doctype": "Sales Invoice",
-				"company": cls.company,
-				"customer": customer,
-				"currency": "KES",
-				"posting_date": nowdate(),
-				"due_date": nowdate(),
-				"items": [{"item_code": cls.item, "qty": 1, "rate": amount}],
-			}
-		)
-		si.insert(ignore_permissions=True)
-		si.submit()
-		cls.made.append(("Sales Invoice", si.name))
-		return si.name
+		"""A submitted invoice of today; its name."""
+		return super().invoice(customer, amount).name
 
 	@classmethod
-	def receipt(cls, amount, reference, settings=SETTINGS, first_name="JOHN", status="Unmatched"):
+	def receipt(cls, amount, reference, settings=SETTINGS, first_name="JOHN", status="Unmatched", **values):
 		"""A register row as a confirmation leaves it when nothing matched (already processed, so no
 		posting job touches it)."""
 		trans_id = f"R{cls.tag}{frappe.generate_hash(length=3).upper()}"
@@ -128,6 +96,7 @@ class TestReconciliation(ServedSandboxTestCase):
 				"first_name": first_name,
 				"status": status,
 				"processed_on": now_datetime(),
+				**values,
 			}
 		).db_insert()
 		return trans_id
@@ -176,6 +145,43 @@ class TestReconciliation(ServedSandboxTestCase):
 		found = {row.name: row.why for row in reconciliation.receipts_for_invoice(invoice)["receipts"]}
 		self.assertEqual(found.get(by_reference), ["reference", "amount"])
 		self.assertEqual(found.get(by_payer), ["payer"])
+
+	def test_every_open_invoice_is_reachable(self):
+		"""The open invoices come a page at a time, filtered on the server by customer, number and
+		amount: paging through them reaches every one, once."""
+		customer = self.customer()
+		names = [self.invoice(customer, 100 + n) for n in range(5)]
+		base = {"mpesa_settings": SETTINGS, "customer": customer, "invoice_page_length": 2}
+		seen, start = [], 0
+		while True:
+			page = reconciliation.get_invoices(dict(base, invoice_start=start))
+			self.assertEqual((page["invoice_count"], page["invoice_start"]), (5, start))
+			self.assertLessEqual(len(page["invoices"]), 2)
+			seen += [row.name for row in page["invoices"]]
+			start += page["invoice_page_length"]
+			if start >= page["invoice_count"]:
+				break
+		self.assertEqual(sorted(seen), sorted(names))
+		# The screen's first answer is the first page, with the count.
+		data = reconciliation.get_data(base)
+		self.assertEqual(([row.name for row in data["invoices"]], data["invoice_count"]), (seen[:2], 5))
+		# By number (all or part of it) and by amount, whatever the page size.
+		one = {"mpesa_settings": SETTINGS, "invoice_page_length": 1}
+		self.assertEqual([r.name for r in reconciliation.get_invoices(dict(one, invoice=names[3]))["invoices"]], [names[3]])
+		part = names[3].split("-", 1)[-1]
+		self.assertIn(names[3], [r.name for r in reconciliation.get_invoices(dict(base, invoice=part, invoice_page_length=5))["invoices"]])
+		by_amount = reconciliation.get_invoices(dict(base, invoice_amount=103))
+		self.assertEqual(([r.name for r in by_amount["invoices"]], by_amount["invoice_count"]), ([names[3]], 1))
+		# A receipt naming the last invoice is matched to it even when only one invoice is shown.
+		trans_id = self.receipt(104, names[4].lower())
+		frappe.db.commit()
+		rows = {row.name: row for row in reconciliation.get_data(one)["receipts"]}
+		self.assertEqual(rows[trans_id].suggestions[0]["invoice"], names[4])
+		# A bad amount is an error naming the filter, never a crash.
+		with self.assertRaisesRegex(frappe.ValidationError, "Invoice Amount"):
+			reconciliation.get_invoices(dict(base, invoice_amount="abc"))
+		with self.assertRaisesRegex(frappe.ValidationError, "Amount"):
+			reconciliation.get_data(dict(base, amount="1e999x"))
 
 	# ---- posting ----------------------------------------------------------------------------
 
@@ -358,3 +364,89 @@ class TestReconciliation(ServedSandboxTestCase):
 		finally:
 			shutil.rmtree(profile, ignore_errors=True)
 		self.assertEqual(problems, [])
+
+	def test_allocate_and_apply_in_a_browser(self):
+		"""As an Accounts User, clicking through: in the reconciliation screen an Unmatched receipt is
+		allocated to an invoice and posted; on a Sales Invoice, Get M-Pesa Payments lists the
+		customer's unallocated receipt and applying it pays the invoice."""
+		from selenium.webdriver.common.by import By
+
+		make_driver = browser()
+		out = os.environ.get("MPESA_SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="mpesa-recon-")
+		os.makedirs(out, exist_ok=True)
+		print(f"\nReconciliation screenshots: {out}")
+		screen_invoice = self.invoice(self.customer(), 2300)
+		screen_receipt = self.receipt(2300, f"PAY {self.tag}")
+		customer = self.customer()
+		form_invoice = self.invoice(customer, 900)
+		# Matched to the customer by its account number, not posted (say the books were not set up).
+		form_receipt = self.receipt(900, customer, status="Matched", customer=customer)
+		frappe.db.commit()
+		profile = tempfile.mkdtemp(prefix="mpesa-chromium-")
+		try:
+			driver = make_driver(profile)
+			try:
+				desk = Desk(driver, self.site.url, MAKER, out, "accounts-user")
+				# The screen: this receipt and this invoice, found by the filters, picked, posted.
+				query = f"mpesa_settings={quote(SETTINGS)}&reference={quote(self.tag)}&invoice={quote(screen_invoice)}"
+				driver.get(f"{self.site.url}/app/mpesa-reconciliation?{query}")
+				desk.settle()
+				shown = desk.js("return document.querySelector('.mpesa-reconciliation').innerText")
+				for wanted in (screen_receipt, screen_invoice, "2,300"):
+					self.assertIn(wanted, shown)
+				driver.find_element(By.CSS_SELECTOR, f'tr[data-receipt="{screen_receipt}"] .pick-receipt').click()
+				driver.find_element(By.CSS_SELECTOR, f'tr[data-invoice="{screen_invoice}"] .pick-invoice').click()
+				desk.screenshot("allocate-picked")
+				self.click_visible(driver, "//button[contains(@class, 'primary-action')][contains(., 'Allocate and Post')]")
+				self.wait_visible(driver, "//div[contains(@class, 'modal') and contains(@class, 'show')]//td[contains(., '%s')]" % screen_receipt)
+				desk.screenshot("allocate-confirm")
+				self.click_visible(driver, "//div[contains(@class, 'modal') and contains(@class, 'show')]//button[contains(., 'Yes')]")
+				self.assertTrue(wait_for(lambda: frappe.db.get_value(C2B, screen_receipt, "payment_entry"), timeout=30))
+				desk.settle()
+				desk.screenshot("allocate-posted")
+				entry = frappe.db.get_value(C2B, screen_receipt, "payment_entry")
+				self.assertEqual(self.entries_for(screen_receipt), [entry])
+				self.assertEqual(frappe.db.get_value(PE, entry, ["party_type", "paid_amount"]), ("Customer", 2300))
+				self.assertEqual(flt(frappe.db.get_value("Sales Invoice", screen_invoice, "outstanding_amount")), 0)
+				self.assertNotIn(screen_receipt, desk.js("return document.querySelector('.mpesa-receipts').innerText"))
+
+				# The invoice's own button.
+				driver.get(f"{self.site.url}/app/sales-invoice/{quote(form_invoice)}")
+				desk.settle()
+				self.click_visible(driver, "//button[contains(., 'Get Payments from')]")
+				self.click_visible(driver, "//a[contains(@class, 'dropdown-item')][contains(., 'Get M-Pesa Payments')]")
+				row = self.wait_visible(driver, f'//div[contains(@class, "modal") and contains(@class, "show")]//tr[@data-receipt="{form_receipt}"]')
+				self.assertIn("900", row.text)
+				self.assertIn("customer", row.text)
+				desk.screenshot("invoice-get-payments")
+				row.find_element(By.CSS_SELECTOR, ".mpesa-apply").click()
+				self.assertTrue(wait_for(lambda: frappe.db.get_value(C2B, form_receipt, "payment_entry"), timeout=30))
+				desk.settle()
+				self.assertTrue(wait_for(lambda: desk.js("return cur_frm && cur_frm.doc.status") == "Paid", timeout=15))
+				desk.screenshot("invoice-paid")
+				entry = frappe.db.get_value(C2B, form_receipt, "payment_entry")
+				self.assertEqual(self.entries_for(form_receipt), [entry])
+				self.assertEqual(flt(frappe.db.get_value("Sales Invoice", form_invoice, "outstanding_amount")), 0)
+				self.assertEqual(frappe.db.get_value(C2B, form_receipt, "status"), "Posted")
+			finally:
+				driver.quit()
+		finally:
+			shutil.rmtree(profile, ignore_errors=True)
+
+	@staticmethod
+	def wait_visible(driver, xpath, timeout=20):
+		from selenium.webdriver.common.by import By
+
+		def found():
+			return next((e for e in driver.find_elements(By.XPATH, xpath) if e.is_displayed()), None)
+
+		deadline = time.monotonic() + timeout
+		while time.monotonic() < deadline:
+			element = found()
+			if element:
+				return element
+			time.sleep(0.25)
+		raise AssertionError(f"nothing visible at {xpath}")
+
+	def click_visible(self, driver, xpath):
+		self.wait_visible(driver, xpath).click()

@@ -6,21 +6,14 @@ unique indexes on the old columns hold nothing the row also holds."""
 
 import frappe
 
-B2C = "B2C Payment Disbursement"
-PAYEE = "B2C Disbursement Payee"
-MOVED = (
-	"phone",
-	"amount",
-	"originator_conversation_id",
-	"conversation_id",
-	"transaction_receipt",
-	"receiver_name",
-	"result_code",
-	"result_desc",
-	"request_sent_on",
-	"completed_on",
-	"last_status_query",
+from frappe_mpesa.m_pesa.doctype.b2c_disbursement_payee.b2c_disbursement_payee import (
+	B2C,
+	DARAJA_FIELDS,
+	PAYEE,
+	insert_row,
 )
+
+MOVED = ("phone", "amount", *DARAJA_FIELDS)
 ROW_STATES = {"Queued", "Sent", "Completed", "Failed", "Unknown"}
 
 
@@ -38,28 +31,19 @@ def execute():
 		as_dict=True,
 	)
 	for record in old:
-		row = frappe.get_doc(
-			{
-				"doctype": PAYEE,
-				"name": record.name,
-				"parent": record.name,
-				"parenttype": B2C,
-				"parentfield": "payees",
-				"idx": 1,
-				"docstatus": record.docstatus,
-				"status": record.status if record.status in ROW_STATES else "Queued",
-				"payee_set_by": record.payee_set_by,
-				"approval_digest": record.approval_digest,
-				"remarks": record.remarks,
-				"error": record.error,
-				"failure_confirmed": 1 if record.status == "Failed" and record.result_code not in (None, "", "0") else 0,
-				**{c: record.get(c) for c in columns},
-			}
-		)
 		clear = {c: None for c in ("originator_conversation_id", "transaction_receipt") if c in columns}
 		if clear:
 			frappe.db.set_value(B2C, record.name, clear, update_modified=False)
-		row.db_insert()
+		insert_row(
+			record.name,
+			1,
+			record.docstatus,
+			record,
+			("payee_set_by", "approval_digest", "remarks", "error", *columns),
+			name=record.name,
+			status=record.status if record.status in ROW_STATES else "Queued",
+			failure_confirmed=1 if record.status == "Failed" and record.result_code not in (None, "", "0") else 0,
+		)
 		completed = record.status == "Completed"
 		frappe.db.set_value(
 			B2C,

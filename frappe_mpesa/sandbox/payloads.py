@@ -356,8 +356,19 @@ def pay_out(ledger, request, account, credit_party, msisdn=""):
 	return payment
 
 
-def b2c_result(ledger, request):
-	"""B2C: the phone is paid from the Utility Account, unless B2C_OUTCOMES says otherwise."""
+def charge_text(api, charge):
+	"""DebitPartyCharges as Daraja writes a charge ("Fee For B2C Payment|KES|33.00"), or "" for none."""
+	if not charge:
+		return ""
+	return f"{CHARGE_LABELS[api]}|KES|{Decimal(str(charge)):.2f}"
+
+
+CHARGE_LABELS = {"b2c": "Fee For B2C Payment", "b2b": "Fee For Business Payment", "tax": "Fee For Tax Payment"}
+
+
+def b2c_result(ledger, request, charge=None):
+	"""B2C: the phone is paid from the Utility Account, unless B2C_OUTCOMES says otherwise; with a
+	``charge``, the result reports it (DebitPartyCharges)."""
 	phone = request.values["PartyB"]
 	outcome = B2C_OUTCOMES.get(phone, SUCCESS)
 	if outcome != SUCCESS:
@@ -373,11 +384,14 @@ def b2c_result(ledger, request):
 		("B2CUtilityAccountAvailableFunds", float(ledger.balances[UTILITY])),
 		("B2CWorkingAccountAvailableFunds", float(ledger.balances[WORKING])),
 	]
+	if charge:
+		parameters.append(("DebitPartyCharges", charge_text("b2c", charge)))
 	return success(request, payment.receipt, parameters)
 
 
-def b2b_result(ledger, request):
-	"""B2B and tax: PartyB is paid from the Working Account, unless B2B_OUTCOMES says otherwise."""
+def b2b_result(ledger, request, charge=None):
+	"""B2B and tax: PartyB is paid from the Working Account, unless B2B_OUTCOMES says otherwise;
+	DebitPartyCharges reports ``charge``, if any."""
 	values = request.values
 	outcome = B2B_OUTCOMES.get(values["PartyB"], SUCCESS)
 	if outcome != SUCCESS:
@@ -388,7 +402,7 @@ def b2b_result(ledger, request):
 		("Amount", f"{payment.amount}.00"),
 		("DebitPartyAffectedAccountBalance", ledger.line(WORKING)),
 		("TransCompletedTime", timestamp(payment.time)),
-		("DebitPartyCharges", ""),
+		("DebitPartyCharges", charge_text(request.api, charge)),
 		("ReceiverPartyPublicName", payment.credit_party),
 		("Currency", "KES"),
 		("InitiatorAccountCurrentBalance", ledger.amount_record(WORKING)),
@@ -460,9 +474,11 @@ RESULTS = {
 }
 
 
-def initiator_result(ledger, request):
+def initiator_result(ledger, request, charge=None):
 	"""(url, body) of an initiator request's result, moving money in ledger on success; 2001 first when
-	the initiator name or SecurityCredential was wrong."""
+	the initiator name or SecurityCredential was wrong. A payout's result reports ``charge``, if any."""
 	if not request.credential_valid:
 		return failure(request, INITIATOR_INVALID)
+	if request.api in CHARGE_LABELS:
+		return RESULTS[request.api](ledger, request, charge)
 	return RESULTS[request.api](ledger, request)

@@ -484,6 +484,7 @@ class Sandbox(HttpsService):
 		msisdn_style="hashed",
 		quirks=(),
 		pull_page_size=None,
+		payout_charge=None,
 	):
 		super().__init__(host, port)
 		if msisdn_style not in MSISDN_STYLES:
@@ -497,6 +498,8 @@ class Sandbox(HttpsService):
 		self.c2b_validation = c2b_validation
 		self.msisdn_style = msisdn_style
 		self.pull_page_size = pull_page_size
+		# What each B2C, B2B and tax result reports as charged (DebitPartyCharges); None: nothing.
+		self.payout_charge = payout_charge
 		self._quirks = check_quirks(quirks)
 		self._client = f"{consumer_key}:{consumer_secret}".encode()
 		self._passkey = passkey
@@ -819,7 +822,7 @@ class Sandbox(HttpsService):
 	def _send_result(self, request):
 		"""Work out the request's result, moving money on success, then POST it."""
 		with self._lock:
-			url, payload = initiator_result(self._ledger, request)
+			url, payload = initiator_result(self._ledger, request, self.payout_charge)
 			request.state, request.url, request.payload = FINAL, url, dress(payload, self._quirks)
 		self._deliver(url, request.payload)
 

@@ -20,6 +20,7 @@ from frappe.utils import cint, flt
 
 from frappe_mpesa import daraja, guards, payees
 from frappe_mpesa.initiator import approval_digest, batch_digest
+from frappe_mpesa.m_pesa.doctype.b2c_disbursement_payee.b2c_disbursement_payee import DARAJA_FIELDS
 from frappe_mpesa.settings_store import require_roles
 
 APPROVER_ROLES = ("Accounts Manager",)
@@ -48,15 +49,7 @@ ROW_APP_FIELDS = (
 	"status",
 	"payee_set_by",
 	"approval_digest",
-	"originator_conversation_id",
-	"conversation_id",
-	"transaction_receipt",
-	"receiver_name",
-	"result_code",
-	"result_desc",
-	"request_sent_on",
-	"completed_on",
-	"last_status_query",
+	*DARAJA_FIELDS,
 	"failure_confirmed",
 	"retry_of",
 	"retried",
@@ -67,7 +60,17 @@ ROW_APP_FIELDS = (
 )
 # What decides where the money goes and how much: whoever last set one of these is a maker.
 PAYEE_FIELDS = ("mpesa_settings", "command_id")
-ROW_PAYEE_FIELDS = ("phone", "amount", "party_type", "party", "reference_doctype", "reference_name")
+ROW_PAYEE_FIELDS = (
+	"phone",
+	"amount",
+	"party_type",
+	"party",
+	"reference_doctype",
+	"reference_name",
+	"payout_kind",
+	"party_shortcode",
+	"account_reference",
+)
 NEW = {"status": "Draft"}
 NEW_ROW = {"status": "Queued"}
 # B2C pays from the shortcode's Utility Account (Daraja's B2C results report it, as the sandbox
@@ -145,12 +148,22 @@ class B2CPaymentDisbursement(Document):
 		def fail(message):
 			frappe.throw(_("Payee row {0}: {1}").format(row.idx, message))
 
+		row.payout_kind = row.payout_kind or payees.B2C
+		if row.payout_kind not in payees.KINDS:
+			fail(_("kind {0} is not one of {1}").format(row.payout_kind, ", ".join(payees.KINDS)))
+		if row.payout_kind == payees.B2C:
+			try:
+				row.phone = daraja.normalize_phone(row.phone or "")
+			except daraja.ValidationError as error:
+				fail(_("{0} is not a Kenyan mobile number ({1})").format(repr(row.phone or ""), error))
+		else:
+			self.check_business_row(row, fail)
 		try:
-			row.phone = daraja.normalize_phone(row.phone or "")
-		except daraja.ValidationError as error:
-			fail(_("{0} is not a Kenyan mobile number ({1})").format(repr(row.phone or ""), error))
-		try:
-			row.amount = payees.whole_shillings(row.amount, maximum=int(limit) if limit else 250_000)
+			row.amount = payees.whole_shillings(
+				row.amount,
+				minimum=10 if row.payout_kind == payees.B2C else 1,
+				maximum=int(limit) if limit else 250_000,
+			)
 		except ValueError as error:
 			fail(_("amount {0}").format(error))
 		if row.remarks and not 2 <= len(row.remarks.strip()) <= 100:
@@ -161,6 +174,28 @@ class B2CPaymentDisbursement(Document):
 				fail(_("{0} is set without its type").format(name))
 			if kind and not frappe.db.exists("DocType", kind):
 				fail(_("{0} needs ERPNext (or HRMS) on this site").format(_(kind)))
+
+	@staticmethod
+	def check_business_row(row, fail):
+		"""A B2B or tax row: the paybill or till and its account, or KRA's shortcode and the PRN."""
+		row.phone = None
+		if row.payout_kind == payees.TAX:
+			row.party_shortcode = payees.KRA_SHORTCODE
+			try:
+				row.account_reference = payees.prn(row.account_reference)
+			except ValueError as error:
+				fail(_("PRN {0}").format(error))
+			return
+		try:
+			row.party_shortcode = payees.shortcode(row.party_shortcode)
+		except ValueError as error:
+			fail(_("Paybill or Till {0}").format(error))
+		try:
+			row.account_reference = payees.account_reference(
+				row.account_reference, required=row.payout_kind == payees.PAYBILL
+			)
+		except ValueError as error:
+			fail(_("Account Reference {0}").format(error))
 
 	def set_makers(self):
 		"""Whoever sets a payee (new, or its phone, amount, party or document changed) is that row's
@@ -292,6 +327,9 @@ def row_facts(batch, row):
 		phone=row.phone,
 		amount=row.amount,
 		command_id=batch.command_id,
+		payout_kind=row.payout_kind,
+		party_shortcode=row.party_shortcode,
+		account_reference=row.account_reference,
 		approved_by=batch.approved_by,
 		originator_conversation_id=row.originator_conversation_id,
 	)

@@ -39,9 +39,9 @@ class TestPayoutPosting(ServedSandboxTestCase):
 			raise __import__("unittest").SkipTest("needs ERPNext and HRMS")
 		super().setUpClass()
 		frappe.set_user("Administrator")
-		from frappe_mpesa.erpnext import payout_setup
+		from frappe_mpesa.erpnext import setup
 
-		payout_setup.make_fields()
+		setup.make_fields()
 		frappe.db.set_value("Mpesa Settings", SETTINGS, {"company": COMPANY, "mpesa_account": CLEARING})
 		if not frappe.get_cached_value("Company", COMPANY, "default_holiday_list"):
 			frappe.db.set_value("Company", COMPANY, "default_holiday_list", cls.holiday_list())

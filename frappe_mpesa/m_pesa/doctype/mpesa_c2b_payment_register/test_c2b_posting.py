@@ -6,32 +6,32 @@ matched and posted as Payment Entries by the posting job, exactly once; cancelli
 C2B validation judging cancelled and paid documents. Needs ERPNext with a KES company (skips,
 saying why, otherwise). The posting job is called directly here, as the queue's worker would."""
 
+import hashlib
 import json
 import multiprocessing
 import threading
 import unittest
 
 import frappe
-from frappe.utils import add_days, flt, nowdate
+from frappe.utils import flt
 
 from frappe_mpesa import api, daraja, settings_store, urls
 from frappe_mpesa.erpnext import c2b_posting, reversal
-from frappe_mpesa.testing import ServedSandboxTestCase, delete_settings, post, wait_for
+from frappe_mpesa.testing import (
+	ErpnextRecords,
+	ServedSandboxTestCase,
+	delete_settings,
+	erpnext_missing,
+	post,
+	remove_document,
+	wait_for,
+)
 
 SETTINGS = "_Test C2B Posting"
 C2B = "Mpesa C2B Payment Register"
 PE = "Payment Entry"
 COPIES = 50
 WORKERS = 6
-
-
-def erpnext_missing():
-	if "erpnext" not in frappe.get_installed_apps():
-		return "ERPNext is not installed on this site"
-	company = frappe.db.get_single_value("Global Defaults", "default_company")
-	if not company or frappe.db.get_value("Company", company, "default_currency") != "KES":
-		return "no default company keeping its books in KES"
-	return None
 
 
 def post_worker(site, sites_path, trans_id, barrier):
@@ -47,7 +47,81 @@ def post_worker(site, sites_path, trans_id, barrier):
 		frappe.destroy()
 
 
-class TestC2BPosting(ServedSandboxTestCase):
+DIGITS = str.maketrans("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "01234567890123456789012345" * 2)
+
+
+class DollarBooks:
+	"""What a USD customer needs on the KES company: USD enabled, a USD receivable account and
+	USD to KES exchange rates by date, removed afterwards (with the ledger rows naming that
+	account, which only this test's documents used)."""
+
+	def __init__(self, company, tag):
+		self.company, self.tag = company, tag
+		self.account = None
+		self.rates = []
+		self.enabled_before = frappe.db.get_value("Currency", "USD", "enabled")
+
+	def make(self, rates):
+		frappe.db.set_value("Currency", "USD", "enabled", 1)
+		receivable = frappe.get_cached_value("Company", self.company, "default_receivable_account")
+		account = frappe.get_doc(
+			{
+				"doctype": "Account",
+				"company": self.company,
+				"account_name": f"_Test Debtors USD {self.tag}",
+				"parent_account": frappe.db.get_value("Account", receivable, "parent_account"),
+				"account_type": "Receivable",
+				"account_currency": "USD",
+			}
+		).insert(ignore_permissions=True)
+		self.account = account.name
+		for day, rate in rates.items():
+			if frappe.db.exists("Currency Exchange", {"date": day, "from_currency": "USD", "to_currency": "KES"}):
+				raise unittest.SkipTest(f"the site has its own USD to KES rate for {day}")
+			self.rates.append(
+				frappe.get_doc(
+					{
+						"doctype": "Currency Exchange",
+						"date": day,
+						"from_currency": "USD",
+						"to_currency": "KES",
+						"exchange_rate": rate,
+						"for_buying": 1,
+						"for_selling": 1,
+					}
+				)
+				.insert(ignore_permissions=True)
+				.name
+			)
+		frappe.db.commit()
+		return self
+
+	def remove_rates(self):
+		for name in self.rates:
+			frappe.delete_doc("Currency Exchange", name, force=True, ignore_permissions=True)
+		self.rates = []
+		frappe.db.commit()
+
+	def remove(self):
+		"""After the test's documents are cancelled: the class's clean-up runs later, so they are
+		cancelled and deleted here first."""
+		frappe.set_user("Administrator")
+		frappe.db.rollback()
+		self.remove_rates()
+		if self.account:
+			for doctype in ("Payment Entry", "Sales Invoice"):
+				field = "paid_from" if doctype == "Payment Entry" else "debit_to"
+				for name in frappe.get_all(doctype, filters={field: self.account}, pluck="name"):
+					remove_document(doctype, name)
+			for table in ("GL Entry", "Payment Ledger Entry"):
+				frappe.db.delete(table, {"account": self.account})
+			frappe.db.delete("Party Account", {"account": self.account})
+			frappe.delete_doc("Account", self.account, force=True, ignore_permissions=True)
+		frappe.db.set_value("Currency", "USD", "enabled", self.enabled_before)
+		frappe.db.commit()
+
+
+class TestC2BPosting(ErpnextRecords, ServedSandboxTestCase):
 	SETTINGS = SETTINGS
 	SANDBOX_OPTIONS = {"callback_delay": 0.1, "c2b_validation": True}
 
@@ -59,32 +133,11 @@ class TestC2BPosting(ServedSandboxTestCase):
 			raise unittest.SkipTest(reason)
 		delete_settings(SETTINGS)
 		super().setUpClass()
-		cls.company = frappe.db.get_single_value("Global Defaults", "default_company")
-		cls.tag = frappe.generate_hash(length=6).upper()
-		cls.item = f"_Test C2B Item {cls.tag}"
-		frappe.get_doc(
-			{
-				"doctype": "Item",
-				"item_code": cls.item,
-				"item_group": frappe.db.get_value("Item Group", {"is_group": 0}) or "All Item Groups",
-				"stock_uom": "Nos",
-				"is_stock_item": 0,
-			}
-		).insert(ignore_permissions=True)
-		cls.made = [("Item", cls.item)]
-		frappe.db.commit()
+		cls.make_records("C2B")
 
 	@classmethod
 	def tearDownClass(cls):
-		frappe.set_user("Administrator")
-		frappe.db.rollback()
-		entries = frappe.get_all(PE, filters={"reference_no": ("like", f"T{cls.tag}%")}, pluck="name")
-		entries += frappe.get_all(PE, filters={"party": ("like", f"C{cls.tag}%")}, pluck="name")
-		for name in set(entries):
-			_remove(PE, name)
-		for doctype, name in reversed(cls.made):
-			_remove(doctype, name)
-		frappe.db.commit()
+		cls.remove_records()
 		super().tearDownClass()
 
 	def setUp(self):
@@ -93,52 +146,6 @@ class TestC2BPosting(ServedSandboxTestCase):
 		frappe.db.commit()
 
 	# ---- data ---------------------------------------------------------------------------
-
-	def customer(self):
-		# Short: an account number has at most 20 characters.
-		name = f"C{self.tag}{frappe.generate_hash(length=4).upper()}"
-		doc = frappe.get_doc({"doctype": "Customer", "customer_name": name, "customer_type": "Individual"})
-		doc.insert(ignore_permissions=True)
-		self.made.append(("Customer", doc.name))
-		return doc.name
-
-	def invoice(self, customer, amount, days_ago=0):
-		day = add_days(nowdate(), -days_ago)
-		si = frappe.get_doc(
-			{
-				"doctype": "Sales Invoice",
-				"company": self.company,
-				"customer": customer,
-				"currency": "KES",
-				"set_posting_time": 1,
-				"posting_date": day,
-				"due_date": day,
-				"items": [{"item_code": self.item, "qty": 1, "rate": amount}],
-			}
-		)
-		si.insert()
-		si.submit()
-		self.made.append(("Sales Invoice", si.name))
-		frappe.db.commit()
-		return si
-
-	def order(self, customer, amount):
-		so = frappe.get_doc(
-			{
-				"doctype": "Sales Order",
-				"company": self.company,
-				"customer": customer,
-				"currency": "KES",
-				"transaction_date": nowdate(),
-				"delivery_date": add_days(nowdate(), 7),
-				"items": [{"item_code": self.item, "qty": 1, "rate": amount}],
-			}
-		)
-		so.insert()
-		so.submit()
-		self.made.append(("Sales Order", so.name))
-		frappe.db.commit()
-		return so
 
 	def trans_id(self):
 		TestC2BPosting.count = getattr(TestC2BPosting, "count", 0) + 1
@@ -150,29 +157,29 @@ class TestC2BPosting(ServedSandboxTestCase):
 			settings.callback_base_url, kind, settings.callback_id, settings.get_password("callback_secret")
 		)
 
-	def body(self, trans_id, reference, amount):
+	def body(self, trans_id, reference, amount, msisdn="254708374149", when=None):
 		return json.dumps(
 			{
 				"TransactionType": "Pay Bill",
 				"TransID": trans_id,
-				"TransTime": frappe.utils.now_datetime().strftime("%Y%m%d%H%M%S"),
+				"TransTime": (when or frappe.utils.now_datetime()).strftime("%Y%m%d%H%M%S"),
 				"TransAmount": f"{amount:.2f}",
 				"BusinessShortCode": self.shortcode,
 				"BillRefNumber": reference,
 				"InvoiceNumber": "",
 				"OrgAccountBalance": "",
 				"ThirdPartyTransID": "",
-				"MSISDN": "254708374149",
+				"MSISDN": msisdn,
 				"FirstName": "Wanjiku",
 				"MiddleName": "",
 				"LastName": "Kamau",
 			}
 		).encode()
 
-	def confirm(self, reference, amount, trans_id=None):
+	def confirm(self, reference, amount, trans_id=None, **body):
 		"""A confirmation through the served site, then the posting job; the register row."""
 		trans_id = trans_id or self.trans_id()
-		status, text = post(self.url("c2b_confirmation"), self.body(trans_id, reference, amount))
+		status, text = post(self.url("c2b_confirmation"), self.body(trans_id, reference, amount, **body))
 		self.assertEqual((status, text), (200, daraja.ack()))
 		c2b_posting.post_receipt(trans_id)
 		frappe.db.commit()
@@ -281,6 +288,70 @@ class TestC2BPosting(ServedSandboxTestCase):
 		self.assertEqual((row.status, row.payment_entry), ("Unmatched", None))
 		self.assertEqual(self.entries(row.name), [])
 		self.assertTrue(row.processed_on)
+
+	def test_invoice_in_dollars_is_paid_at_the_days_rate(self):
+		"""A USD invoice (a USD receivable account, on the KES company) paid by a KES receipt of
+		yesterday: at yesterday's rate, not today's."""
+		yesterday = frappe.utils.add_days(frappe.utils.nowdate(), -1)
+		books = DollarBooks(self.company, self.tag).make({yesterday: 128, frappe.utils.nowdate(): 131})
+		self.addCleanup(books.remove)
+		customer = self.customer(default_currency="USD", accounts=[{"company": self.company, "account": books.account}])
+		si = self.invoice(customer, 100, days_ago=1, currency="USD", conversion_rate=128, debit_to=books.account)
+		self.assertEqual((si.party_account_currency, flt(si.outstanding_amount)), ("USD", 100))
+		when = frappe.utils.get_datetime(f"{yesterday} 12:00:00")
+		row = self.confirm(si.name, 12800, when=when)
+		self.assertEqual(row.status, "Posted", row.posting_note)
+		pe = frappe.get_doc(PE, row.payment_entry)
+		self.assertEqual(
+			(pe.paid_from, pe.paid_from_account_currency, pe.paid_to_account_currency, str(pe.posting_date)),
+			(books.account, "USD", "KES", yesterday),
+		)
+		self.assertEqual((flt(pe.source_exchange_rate), flt(pe.paid_amount), flt(pe.received_amount)), (128, 100, 12800))
+		self.assertEqual([(r.reference_name, flt(r.allocated_amount)) for r in pe.references], [(si.name, 100)])
+		self.assertEqual(flt(frappe.db.get_value("Sales Invoice", si.name, "outstanding_amount")), 0)
+		# Without a rate for the day, nothing is posted and the row says why.
+		books.remove_rates()
+		other = self.invoice(customer, 10, days_ago=1, currency="USD", conversion_rate=128, debit_to=books.account)
+		row = self.confirm(other.name, 1280, when=when)
+		self.assertEqual((row.status, row.payment_entry), ("Matched", None))
+		self.assertIn("no exchange rate from USD to KES", row.posting_note)
+
+	def test_payer_phone_matches_a_contact_last(self):
+		"""Match Payer Phone: a v1 MSISDN, plain or hashed as Daraja hashes it, finds the Contact whose
+		phone (written any way) hashes the same, and so its Customer; a v2 masked one never does."""
+		customer = self.customer()
+		si = self.invoice(customer, 300)
+		national = f"7{frappe.utils.random_string(8).translate(DIGITS)}"
+		contact = frappe.get_doc(
+			{
+				"doctype": "Contact",
+				"first_name": f"Payer {self.tag}",
+				"phone_nos": [{"phone": f"0{national[:3]} {national[3:6]} {national[6:]}", "is_primary_phone": 1}],
+				"links": [{"link_doctype": "Customer", "link_name": customer}],
+			}
+		).insert(ignore_permissions=True)
+		self.made.append(("Contact", contact.name))
+		frappe.db.set_value("Mpesa Settings", SETTINGS, "c2b_match_phone", 1)
+		frappe.db.commit()
+		self.addCleanup(lambda: (frappe.db.set_value("Mpesa Settings", SETTINGS, "c2b_match_phone", 0), frappe.db.commit()))
+		plain = f"254{national}"
+		hashed = hashlib.sha256(plain.encode()).hexdigest()
+		for msisdn in (plain, hashed.upper()):
+			row = self.confirm(f"NOTHING{self.tag}", 100, msisdn=msisdn)
+			self.assertEqual(
+				(row.status, row.reference_doctype, row.reference_name, row.customer),
+				("Posted", "Contact", contact.name, customer),
+				(msisdn, row.posting_note),
+			)
+			self.assertEqual(frappe.get_doc(PE, row.payment_entry).references[0].reference_name, si.name)
+		self.assertEqual(flt(frappe.db.get_value("Sales Invoice", si.name, "outstanding_amount")), 100)
+		masked = f"2547{'*' * 5}{national[-3:]}"
+		row = self.confirm(f"NOTHING{self.tag}", 100, msisdn=masked)
+		self.assertEqual((row.status, row.payment_entry, row.customer), ("Unmatched", None, None))
+		# The account number still comes first: a document it names wins over the phone.
+		named = self.invoice(self.customer(), 50)
+		row = self.confirm(named.name, 50, msisdn=plain)
+		self.assertEqual((row.reference_doctype, row.reference_name, row.status), ("Sales Invoice", named.name, "Posted"))
 
 	def test_fifty_concurrent_copies_give_one_row_and_one_entry(self):
 		si = self.invoice(self.customer(), 700)
@@ -425,12 +496,3 @@ class TestC2BPosting(ServedSandboxTestCase):
 		self.assertEqual(post(url, self.body(self.trans_id(), paid_si.name, 80))[1], daraja.c2b_accept())
 		self.assertEqual(post(url, self.body(self.trans_id(), cancelled_si.name, 80))[1], reject)
 
-
-def _remove(doctype, name):
-	if not frappe.db.exists(doctype, name):
-		return
-	doc = frappe.get_doc(doctype, name)
-	if doc.docstatus == 1:
-		doc.flags.ignore_links = True
-		doc.cancel()
-	frappe.delete_doc(doctype, name, force=True, ignore_permissions=True)

@@ -8,6 +8,11 @@ from frappe_mpesa.testing import MpesaTestCase, make_test_file, restore_certific
 
 class TestMpesaPublicKeyCertificate(MpesaTestCase):
 	@classmethod
+	def setUpClass(cls):
+		super().setUpClass()
+		upload_test_certificate()  # a usable sandbox certificate, whatever the site held
+
+	@classmethod
 	def tearDownClass(cls):
 		frappe.db.rollback()
 		restore_certificate()

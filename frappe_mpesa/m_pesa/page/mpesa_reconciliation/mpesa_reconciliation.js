@@ -32,24 +32,32 @@ class MpesaReconciliation {
 			amount: page.add_field({ fieldname: "amount", label: __("Amount"), fieldtype: "Float", change: () => this.refresh() }),
 			reference: page.add_field({ fieldname: "reference", label: __("Reference"), fieldtype: "Data", change: () => this.refresh() }),
 		};
+		// The open invoices are paged and filtered on the server: none is out of reach.
+		this.invoice_fields = {
+			customer: page.add_field({ fieldname: "customer", label: __("Customer"), fieldtype: "Link", options: "Customer", change: () => this.refresh_invoices(0) }),
+			invoice: page.add_field({ fieldname: "invoice", label: __("Invoice No."), fieldtype: "Data", change: () => this.refresh_invoices(0) }),
+			invoice_amount: page.add_field({ fieldname: "invoice_amount", label: __("Invoice Amount"), fieldtype: "Float", change: () => this.refresh_invoices(0) }),
+		};
 		page.set_primary_action(__("Allocate and Post"), () => this.allocate(), "check");
 		page.set_secondary_action(__("Refresh"), () => this.refresh());
 		this.$body = $(`<div class="mpesa-reconciliation row">
 			<div class="col-md-6"><h5>${__("Unallocated Receipts")}</h5><div class="mpesa-receipts"></div></div>
-			<div class="col-md-6"><h5>${__("Open Sales Invoices")}</h5><div class="mpesa-invoices"></div></div>
+			<div class="col-md-6"><h5>${__("Open Sales Invoices")}</h5><div class="mpesa-invoices"></div><div class="mpesa-invoice-pager"></div></div>
 		</div>`).appendTo(page.main);
 	}
 
 	set_filters(options) {
-		const set = Object.keys(this.fields)
+		const fields = Object.assign({}, this.fields, this.invoice_fields);
+		this.quiet = true; // one refresh once all are set, not one per field
+		const set = Object.keys(fields)
 			.filter((name) => options[name] !== undefined)
-			.map((name) => this.fields[name].set_value(options[name]));
-		return Promise.all(set);
+			.map((name) => fields[name].set_value(options[name]));
+		return Promise.all(set).finally(() => (this.quiet = false));
 	}
 
 	filters() {
 		const out = {};
-		for (const [name, field] of Object.entries(this.fields)) {
+		for (const [name, field] of Object.entries(Object.assign({}, this.fields, this.invoice_fields))) {
 			const value = field.get_value();
 			if (value) out[name] = value;
 		}
@@ -57,6 +65,7 @@ class MpesaReconciliation {
 	}
 
 	refresh() {
+		if (this.quiet) return Promise.resolve();
 		const asked = (this.asked = (this.asked || 0) + 1);
 		return frappe.call({ method: RECON + "get_data", args: { filters: this.filters() } }).then((r) => {
 			if (asked !== this.asked) return; // a newer question is on its way
@@ -67,12 +76,25 @@ class MpesaReconciliation {
 		});
 	}
 
+	// Another page of invoices, or the invoice filters changed: the receipts (and what is picked
+	// among them) stay.
+	refresh_invoices(start) {
+		if (this.quiet || !this.data) return Promise.resolve();
+		const asked = (this.asked = (this.asked || 0) + 1);
+		const filters = Object.assign(this.filters(), { invoice_start: start || 0 });
+		return frappe.call({ method: RECON + "get_invoices", args: { filters } }).then((r) => {
+			if (asked !== this.asked) return;
+			Object.assign(this.data, r.message);
+			this.render_invoices();
+		});
+	}
+
 	money(value) {
 		return format_currency(value, "KES");
 	}
 
 	render() {
-		const { receipts, invoices, may_post } = this.data;
+		const { receipts, may_post } = this.data;
 		this.page.btn_primary.toggle(!!may_post);
 		const esc = frappe.utils.escape_html;
 		const receipt_rows = receipts.map((r) => `
@@ -86,6 +108,31 @@ class MpesaReconciliation {
 				<td>${(r.suggestions || []).map((s) => `<a class="badge badge-light mpesa-suggestion" data-invoice="${esc(s.invoice)}" title="${esc(s.why.join(", "))}">${esc(s.invoice)} (${esc(s.why.map((w) => __(w)).join(", "))})</a>`).join(" ")}</td>
 			</tr>`).join("");
 		this.$body.find(".mpesa-receipts").html(receipts.length ? `<table class="table table-sm"><thead><tr><th></th><th>${__("Receipt")}</th><th class="text-right">${__("Amount")}</th><th>${__("Account No. / Payer")}</th><th>${__("Status")}</th><th>${__("Suggested")}</th></tr></thead><tbody>${receipt_rows}</tbody></table>` : `<p class="text-muted">${__("No unallocated receipts")}</p>`);
+		this.$body.find(".mpesa-suggestion").on("click", (e) => {
+			const $a = $(e.currentTarget);
+			$a.closest("tr").find(".pick-receipt").prop("checked", true);
+			this.pick_invoice($a.attr("data-invoice"));
+		});
+		this.render_invoices();
+	}
+
+	// Tick an invoice; one not on the page shown is fetched by its number first.
+	pick_invoice(name) {
+		const $box = this.$body.find(`tr[data-invoice="${CSS.escape(name)}"] .pick-invoice`);
+		if ($box.length) {
+			$box.prop("checked", true);
+			return;
+		}
+		this.quiet = true;
+		this.invoice_fields.invoice.set_value(name).then(() => {
+			this.quiet = false;
+			this.refresh_invoices(0).then(() => this.$body.find(`tr[data-invoice="${CSS.escape(name)}"] .pick-invoice`).prop("checked", true));
+		});
+	}
+
+	render_invoices() {
+		const { invoices, invoice_count, invoice_start, invoice_page_length } = this.data;
+		const esc = frappe.utils.escape_html;
 		const invoice_rows = invoices.map((i) => `
 			<tr data-invoice="${esc(i.name)}">
 				<td><input type="checkbox" class="pick-invoice"></td>
@@ -96,11 +143,15 @@ class MpesaReconciliation {
 				<td><input type="number" step="0.01" min="0" class="form-control input-xs allocate-amount" value="${i.outstanding_amount}"></td>
 			</tr>`).join("");
 		this.$body.find(".mpesa-invoices").html(invoices.length ? `<table class="table table-sm"><thead><tr><th></th><th>${__("Invoice")}</th><th>${__("Due")}</th><th class="text-right">${__("Outstanding")}</th><th>${__("Allocate")}</th></tr></thead><tbody>${invoice_rows}</tbody></table>` : `<p class="text-muted">${__("No open Sales Invoices")}</p>`);
-		this.$body.find(".mpesa-suggestion").on("click", (e) => {
-			const $a = $(e.currentTarget);
-			$a.closest("tr").find(".pick-receipt").prop("checked", true);
-			this.$body.find(`tr[data-invoice="${CSS.escape($a.attr("data-invoice"))}"] .pick-invoice`).prop("checked", true);
-		});
+		const $pager = this.$body.find(".mpesa-invoice-pager").empty();
+		if (invoice_count > invoices.length) {
+			const first = invoices.length ? invoice_start + 1 : 0;
+			$pager.html(`<span class="text-muted small mpesa-invoice-range">${__("{0} to {1} of {2}", [first, invoice_start + invoices.length, invoice_count])}</span>
+				<button class="btn btn-xs btn-default mpesa-invoice-previous" ${invoice_start > 0 ? "" : "disabled"}>${__("Previous")}</button>
+				<button class="btn btn-xs btn-default mpesa-invoice-next" ${invoice_start + invoices.length < invoice_count ? "" : "disabled"}>${__("Next")}</button>`);
+			$pager.find(".mpesa-invoice-previous").on("click", () => this.refresh_invoices(Math.max(0, invoice_start - invoice_page_length)));
+			$pager.find(".mpesa-invoice-next").on("click", () => this.refresh_invoices(invoice_start + invoice_page_length));
+		}
 	}
 
 	// [{trans_id, invoice, amount}]: receipts in the order shown over the chosen invoices in the

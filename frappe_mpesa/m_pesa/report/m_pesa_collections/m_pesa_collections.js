@@ -1,23 +1,12 @@
 // Copyright (c) 2026, frappe_mpesa developers and contributors
 // For license information, please see license.txt
 
+{% include "frappe_mpesa/m_pesa/report/filters.js" %}
+
 frappe.query_reports["M-Pesa Collections"] = {
 	filters: [
-		{
-			fieldname: "from_date",
-			label: __("From Date"),
-			fieldtype: "Date",
-			default: frappe.datetime.add_days(frappe.datetime.get_today(), -30),
-			reqd: 1,
-		},
-		{
-			fieldname: "to_date",
-			label: __("To Date"),
-			fieldtype: "Date",
-			default: frappe.datetime.get_today(),
-			reqd: 1,
-		},
-		{ fieldname: "mpesa_settings", label: __("Mpesa Settings"), fieldtype: "Link", options: "Mpesa Settings" },
+		...frappe_mpesa.report_filters.period(),
+		frappe_mpesa.report_filters.settings(),
 		{
 			fieldname: "status",
 			label: __("Status"),

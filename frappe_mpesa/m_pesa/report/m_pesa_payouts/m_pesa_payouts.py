@@ -1,7 +1,7 @@
 # Copyright (c) 2026, frappe_mpesa developers and contributors
 # For license information, please see license.txt
 
-"""M-Pesa Payouts: every payee of every B2C batch, by batch, payee, status and charges; with a
+"""M-Pesa Payouts: every payee of every payout batch (B2C, B2B, tax), by batch, payee, status and charges; with a
 party filter, one employee's (or supplier's) payout history."""
 
 import frappe
@@ -20,6 +20,7 @@ def columns():
 	return [
 		{"fieldname": "batch", "label": _("Batch"), "fieldtype": "Link", "options": B2C, "width": 140},
 		{"fieldname": "batch_status", "label": _("Batch Status"), "fieldtype": "Data", "width": 110},
+		{"fieldname": "payout_kind", "label": _("Kind"), "fieldtype": "Data", "width": 90},
 		{"fieldname": "party_type", "label": _("Party Type"), "fieldtype": "Data", "width": 90},
 		{"fieldname": "party", "label": _("Party"), "fieldtype": "Dynamic Link", "options": "party_type", "width": 130},
 		{"fieldname": "payee_name", "label": _("Payee"), "fieldtype": "Data", "width": 150},
@@ -43,6 +44,7 @@ def data(filters):
 		("batch", "b.name"),
 		("mpesa_settings", "b.mpesa_settings"),
 		("status", "p.status"),
+		("payout_kind", "p.payout_kind"),
 		("party_type", "p.party_type"),
 		("party", "p.party"),
 		("phone", "p.phone"),
@@ -57,7 +59,7 @@ def data(filters):
 		conditions.append("date(coalesce(p.completed_on, b.creation)) <= %(to_date)s")
 		values["to_date"] = filters.to_date
 	return frappe.db.sql(
-		f"""select b.name as batch, b.status as batch_status, p.party_type, p.party, p.payee_name, p.phone,
+		f"""select b.name as batch, b.status as batch_status, p.payout_kind, p.party_type, p.party, p.payee_name, p.phone,
 			p.amount, p.status, p.transaction_receipt, p.charges, p.completed_on, p.reference_doctype,
 			p.reference_name, p.ledger_entry_type, p.ledger_entry
 		from `tab{PAYEE}` p join `tab{B2C}` b on b.name = p.parent and p.parenttype = '{B2C}'
