@@ -169,6 +169,7 @@ class TestCheckoutBrowser(ServedSandboxTestCase):
 		while time.monotonic() < deadline:
 			value = desk.driver.execute_script(script)
 			if value:
+				frappe.db.rollback()  # what the page saw is committed: read it afresh here too
 				return value
 			time.sleep(0.2)
 		self.shot(desk, f"timeout-{what or 'wait'}")
