@@ -112,10 +112,16 @@ def document_outstanding(doc):
 		return flt(doc.paid_amount, 2)
 	total = flt(doc.rounded_total) or flt(doc.grand_total)
 	if doc.doctype == POS_INVOICE:
-		from frappe_mpesa.erpnext import pos
-
-		return max(flt(total - pos.applied_total(doc.name), 2), 0)
+		return max(flt(total - applied_total(doc.name), 2), 0)
 	return flt(total - flt(doc.advance_paid), 2)
+
+
+def applied_total(pos_invoice):
+	"""The C2B receipts applied to a POS Invoice at the till (``pos.apply_receipt``): paid already."""
+	if not frappe.get_meta(records.C2B).has_field("pos_invoice"):
+		return 0
+	total = frappe.db.sql(f"select sum(trans_amount) from `tab{records.C2B}` where pos_invoice = %s", (pos_invoice,))
+	return flt(total[0][0] if total else 0, 2)
 
 
 def document_currency(doc):

@@ -140,14 +140,6 @@ def confirmations(pos_invoice, for_update=False):
 	}
 
 
-def applied_total(pos_invoice):
-	"""The C2B receipts reserved for a POS Invoice (what ``checkout`` leaves out of a push)."""
-	if not frappe.get_meta(C2B).has_field("pos_invoice"):
-		return 0
-	total = frappe.db.sql(f"select sum(trans_amount) from `tab{C2B}` where pos_invoice = %s", (pos_invoice,))
-	return flt(total[0][0] if total else 0, 2)
-
-
 # ---- C2B payments at the till ---------------------------------------------------------------
 
 
