@@ -82,6 +82,13 @@ doc_events = {
 	},
 	# Payouts (erpnext/payouts.py): a payee row reaching Completed is posted.
 	"B2C Disbursement Payee": {"on_change": "frappe_mpesa.erpnext.payouts.on_payee_change"},
+	# The point of sale (erpnext/pos.py): M-Pesa rows submitted only for what M-Pesa confirmed.
+	"POS Invoice": {
+		"before_submit": "frappe_mpesa.erpnext.pos.before_submit",
+		"on_submit": "frappe_mpesa.erpnext.pos.on_submit",
+		"on_cancel": "frappe_mpesa.erpnext.pos.on_cancel",
+		"on_trash": "frappe_mpesa.erpnext.pos.on_trash",
+	},
 	# A tax row's account, defaulted from its Journal Entry and checked before approval.
 	"B2C Payment Disbursement": {"validate": "frappe_mpesa.erpnext.payouts.validate_batch"},
 }
@@ -103,10 +110,14 @@ doctype_js = {
 		"erpnext/client_scripts/sales_invoice_payments.js",
 	],
 	"Sales Order": "erpnext/client_scripts/sales_order.js",
+	"POS Invoice": "erpnext/client_scripts/pos_invoice.js",
+	"Payment Entry": "erpnext/client_scripts/payment_entry.js",
 	# "Pay by M-Pesa" (B2B to the supplier's paybill or till, or tax to KRA) and "Remit tax to KRA".
 	"Purchase Invoice": "erpnext/client_scripts/purchase_invoice.js",
 	"Journal Entry": "erpnext/client_scripts/journal_entry.js",
 }
+# M-Pesa in the point-of-sale page (erpnext/pos.py); the page exists only with ERPNext.
+page_js = {"point-of-sale": "erpnext/client_scripts/point_of_sale.js"}
 
 # Asked in turn by callbacks.validate_c2b, each as fn(settings_name, parsed) -> None to accept or
 # Daraja's rejection code; the first code wins.

@@ -94,20 +94,26 @@ class SandboxSite:
 
 
 class _ProxyHandler(Handler):
-	"""TLS in front, plain HTTP to the served site; appends the peer to X-Forwarded-For."""
+	"""TLS in front, plain HTTP to the served site; appends the peer to X-Forwarded-For. With a
+	realtime server (``RealtimeServer``), /socket.io/ goes there as bench's nginx sends it: the Host
+	kept and the Origin set from it (Frappe's Socket.IO compares the two; a same-origin GET carries
+	no Origin). WebSocket upgrades are not tunnelled, so Socket.IO keeps to long-polling."""
 
 	def serve(self):
 		request = self.receive()
 		upstream = self.server.service
-		headers = {
-			key: value for key, value in request.headers.items() if key.lower() not in HOP_HEADERS | {"host"}
-		}
+		realtime = bool(upstream.realtime_port) and self.path.startswith("/socket.io/")
+		dropped = HOP_HEADERS | {"host"} | ({"upgrade"} if realtime else set())
+		headers = {key: value for key, value in request.headers.items() if key.lower() not in dropped}
 		forwarded = request.header("X-Forwarded-For")
 		peer = self.client_address[0]
 		headers["X-Forwarded-For"] = f"{forwarded}, {peer}" if forwarded else peer
 		headers["X-Forwarded-Proto"] = "https"
-		headers["Host"] = upstream.site
-		connection = http.client.HTTPConnection("127.0.0.1", upstream.upstream_port, timeout=30)
+		headers["Host"] = request.header("Host") if realtime else upstream.site
+		if realtime:
+			headers["Origin"] = f"https://{headers['Host']}"  # as bench's nginx sets it for /socket.io
+		port = upstream.realtime_port if realtime else upstream.upstream_port
+		connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60 if realtime else 30)
 		try:
 			connection.request(request.method, self.path, body=request.body, headers=headers)
 			response = connection.getresponse()
@@ -135,6 +141,7 @@ class TlsProxy(HttpsService):
 		super().__init__("127.0.0.1", 0)
 		self.upstream_port = upstream_port
 		self.site = site
+		self.realtime_port = None
 
 
 def free_port():
@@ -159,52 +166,112 @@ class ServedSite:
 	def start(self, wait=90):
 		sites_path = os.path.abspath(frappe.local.sites_path)
 		self.log = open(os.path.join(sites_path, "..", "logs", "frappe_mpesa_test_serve.log"), "ab")
-		self.process = subprocess.Popen(
-			[
-				sys.executable,
-				"-m",
-				"frappe.utils.bench_helper",
-				"frappe",
-				"--site",
-				frappe.local.site,
-				"serve",
-				"--port",
-				str(self.port),
-				"--noreload",
-			],
-			cwd=sites_path,
-			stdout=self.log,
-			stderr=subprocess.STDOUT,
-			start_new_session=True,
-		)
-		deadline = time.monotonic() + wait
-		while time.monotonic() < deadline:
-			if self.process.poll() is not None:
-				raise RuntimeError(f"frappe serve exited with {self.process.returncode}")
-			with contextlib.suppress(OSError):
-				with urllib.request.urlopen(
-					f"http://127.0.0.1:{self.port}/api/method/ping", timeout=2
-				) as answer:
-					if answer.status == 200:
-						break
-			time.sleep(0.3)
-		else:
-			self.stop()
-			raise RuntimeError("the site did not come up")
+
+		def ready():
+			with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/method/ping", timeout=2) as answer:
+				return answer.status == 200
+
+		command = [sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "--site", frappe.local.site]
+		command += ["serve", "--port", str(self.port), "--noreload"]
+		self.process = start_child(command, sites_path, self.log, ready, "frappe serve", "the site", wait)
 		self.proxy = TlsProxy(self.port, frappe.local.site).start()
 		return self
 
 	def stop(self):
 		if self.proxy:
 			self.proxy.stop()
-		if self.process and self.process.poll() is None:
-			self.process.terminate()
-			try:
-				self.process.wait(10)
-			except subprocess.TimeoutExpired:
-				self.process.kill()
-		if self.log:
-			self.log.close()
+		stop_process(self.process, self.log)
+
+
+def start_child(command, cwd, log, ready, name, what, wait, env=None):
+	"""Start ``command`` in a session of its own, output to ``log``, and wait until ``ready()`` is
+	true (an OSError counts as not yet); the process. RuntimeError naming it when it exits first,
+	or naming ``what`` when it is not up within ``wait`` seconds (it is stopped then)."""
+	process = subprocess.Popen(
+		command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+	)
+	deadline = time.monotonic() + wait
+	while time.monotonic() < deadline:
+		if process.poll() is not None:
+			raise RuntimeError(f"{name} exited with {process.returncode}")
+		with contextlib.suppress(OSError):
+			if ready():
+				return process
+		time.sleep(0.3)
+	stop_process(process, log)
+	raise RuntimeError(f"{what} did not come up")
+
+
+def stop_process(process, log):
+	"""End a child this module started, and close its log."""
+	if process and process.poll() is None:
+		process.terminate()
+		try:
+			process.wait(10)
+		except subprocess.TimeoutExpired:
+			process.kill()
+	if log:
+		log.close()
+
+
+class RealtimeServer:
+	"""Frappe's Socket.IO server (``apps/frappe/realtime/index.js`` under node) for the served
+	site, as ``bench start`` runs it: on a free port, reached through the site's TLS proxy at
+	/socket.io/. It authenticates each browser through the proxy, whose certificate is the
+	sandbox's test CA (NODE_EXTRA_CA_CERTS). ``missing()`` says why it cannot run here."""
+
+	def __init__(self, site):
+		self.site = site
+		self.process = None
+		self.log = None
+		self.port = free_port()
+		self.bench = os.path.abspath(os.path.join(frappe.local.sites_path, ".."))
+		self.script = os.path.join(self.bench, "apps", "frappe", "realtime", "index.js")
+
+	def missing(self):
+		import shutil
+
+		if not shutil.which("node"):
+			return "node is not installed"
+		if not os.path.exists(self.script):
+			return f"{self.script} is missing"
+		if not os.path.isdir(os.path.join(self.bench, "apps", "frappe", "node_modules", "socket.io")):
+			return "Frappe's node modules (socket.io) are not installed"
+		return None
+
+	def start(self, wait=30):
+		import shutil
+
+		self.log = open(os.path.join(self.bench, "logs", "frappe_mpesa_test_realtime.log"), "ab")
+		env = {
+			**os.environ,
+			"FRAPPE_BENCH_ROOT": self.bench,
+			"FRAPPE_SITE": frappe.local.site,
+			"FRAPPE_SOCKETIO_PORT": str(self.port),
+			"NODE_EXTRA_CA_CERTS": CA_FILE,
+		}
+
+		def ready():
+			with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+				return True
+
+		self.process = start_child(
+			[shutil.which("node"), self.script],
+			os.path.join(self.bench, "apps", "frappe"),
+			self.log,
+			ready,
+			"the realtime server",
+			"the realtime server",
+			wait,
+			env=env,
+		)
+		self.site.proxy.realtime_port = self.port
+		return self
+
+	def stop(self):
+		if self.site.proxy:
+			self.site.proxy.realtime_port = None
+		stop_process(self.process, self.log)
 
 
 def post(url, body, headers=None, timeout=15):

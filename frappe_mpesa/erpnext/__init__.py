@@ -6,8 +6,13 @@
 - ``matching_rules``: the settings record's rules and the database lookups behind ``matching``.
 - ``c2b_validation``: the verdict for Daraja's C2B validation request (``mpesa_c2b_validators``).
 - ``c2b_posting``: a recorded C2B payment matched and posted as one Payment Entry, in a job.
-- ``payment_entry``: what cancelling such a Payment Entry does to its receipt.
+- ``payment_entry``: the one Payment Entry builder of every posting path, and what cancelling
+  such an entry does to its receipt.
 - ``express_posting``: a successful STK push for a Payment Request becomes its Payment Entry.
+- ``checkout``: pushes asked for from a Sales Invoice, Sales Order, POS Invoice or Payment Entry,
+  their live status, and payment links.
+- ``pos``: M-Pesa in the point-of-sale page, C2B receipts applied to a POS Invoice, and the
+  POS Invoice submitted only for what M-Pesa confirmed.
 - ``reversal``: a C2B payment reversed through the Reversal API, and its Payment Entry cancelled.
 
 Nothing below this package imports it: it reacts to the app's records through ``doc_events`` and

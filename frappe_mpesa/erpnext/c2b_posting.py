@@ -27,7 +27,17 @@ from frappe import _
 from frappe.utils import flt, get_system_timezone, now_datetime
 
 from frappe_mpesa import allocation, matching, records
-from frappe_mpesa.erpnext import C2B, MATCHED, PARTLY, POSTED, SETTINGS, UNMATCHED, active, matching_rules
+from frappe_mpesa.erpnext import (
+	C2B,
+	MATCHED,
+	PARTLY,
+	POSTED,
+	SETTINGS,
+	UNMATCHED,
+	active,
+	matching_rules,
+	payment_entry,
+)
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
 QUEUE = "short"
@@ -53,8 +63,7 @@ FIELDS = [
 ]
 
 
-class NotPosted(Exception):
-	"""Why a matched receipt was not posted; the message goes on the row for a person."""
+NotPosted = payment_entry.NotPosted
 
 
 # ---- queueing ---------------------------------------------------------------------------
@@ -238,74 +247,27 @@ def payer_name(row):
 
 
 def make_payment_entry(settings, row, found, customer, items=None):
-	"""Build, insert and submit the receipt's Payment Entry (the caller holds the row lock).
-	``items`` (allocation.OpenItems, each up to the amount a person chose) replaces what
-	``found`` would pay."""
-	from erpnext.accounts.party import get_party_account
-	from erpnext.setup.utils import get_exchange_rate
-
-	company = settings.get("company")
-	account = settings.get("mpesa_account")
-	if not company or not account:
-		raise NotPosted(_("Mpesa Settings {0} has no Company or M-Pesa Clearing Account").format(settings.name))
+	"""The receipt's Payment Entry, built, inserted and submitted by ``payment_entry.build`` (the
+	caller holds the row lock). ``items`` (allocation.OpenItems, each up to the amount a person
+	chose) replaces what ``found`` would pay."""
 	when = nairobi_datetime(row.trans_time or now_datetime())
-	day = when.date()
-	amount = allocation.money(row.trans_amount, what="TransAmount")
-	if amount <= 0:
-		raise NotPosted(_("the amount {0} is not positive").format(amount))
-	company_currency = frappe.get_cached_value("Company", company, "default_currency")
-	party_account = get_party_account("Customer", customer, company)
-	party_currency = frappe.get_cached_value("Account", party_account, "account_currency") or company_currency
-	rate = 1
-	paid_amount = amount
-	if party_currency != company_currency:
-		# The receipt is in shillings; the customer's account (and its invoices) in another currency.
-		rate = flt(get_exchange_rate(party_currency, company_currency, day, "for_buying"), 9) or 0
-		if rate <= 0:
-			raise NotPosted(_("no exchange rate from {0} to {1} on {2}").format(party_currency, company_currency, day))
-		paid_amount = allocation.convert(amount, 1 / allocation.money(rate, 9))
 
-	if items is None:
-		items = open_items(found, customer, company, party_account, settings)
-	plan = allocation.allocate(paid_amount, items)
-	pe = frappe.new_doc("Payment Entry")
-	pe.update(
-		{
-			"payment_type": "Receive",
-			"company": company,
-			"posting_date": day,
-			"mode_of_payment": settings.get("mode_of_payment"),
-			"party_type": "Customer",
-			"party": customer,
-			"paid_from": party_account,
-			"paid_from_account_currency": party_currency,
-			"paid_to": account,
-			"paid_to_account_currency": frappe.get_cached_value("Account", account, "account_currency"),
-			"paid_amount": flt(paid_amount),
-			"received_amount": flt(amount),
-			"source_exchange_rate": rate,
-			"target_exchange_rate": 1,
-			"reference_no": row.name,
-			"reference_date": day,
-			"cost_center": settings.get("cost_center"),
-			"custom_remarks": 1,
-			"remarks": _("M-Pesa {0} from {1}, account number {2}, {3}").format(
-				row.name, payer_name(row), row.bill_ref_number or "-", when.strftime("%Y-%m-%d %H:%M")
-			),
-		}
+	def pays(party_account):
+		if items is not None:
+			return items
+		return open_items(found, customer, settings.get("company"), party_account, settings)
+
+	return payment_entry.build(
+		settings,
+		allocation.money(row.trans_amount, what="TransAmount"),
+		when.date(),
+		customer,
+		pays,
+		reference_no=row.name,
+		remarks=_("M-Pesa {0} from {1}, account number {2}, {3}").format(
+			row.name, payer_name(row), row.bill_ref_number or "-", when.strftime("%Y-%m-%d %H:%M")
+		),
 	)
-	for item, share in plan.rows:
-		pe.append(
-			"references",
-			{"reference_doctype": item.doctype, "reference_name": item.name, "allocated_amount": flt(share)},
-		)
-	pe.setup_party_account_field()
-	pe.set_missing_values()
-	pe.set_missing_ref_details()
-	pe.flags.ignore_permissions = True
-	pe.insert()
-	pe.submit()
-	return pe
 
 
 def open_items(found, customer, company, party_account, settings):
@@ -318,13 +280,13 @@ def open_items(found, customer, company, party_account, settings):
 			raise NotPosted(_("POS Invoice {0} is not consolidated into a Sales Invoice yet").format(name))
 		doctype, name = INVOICE, consolidated
 	if doctype == INVOICE:
-		return _document_items(INVOICE, name, settings)
+		return document_items(INVOICE, name, settings)
 	if doctype == ORDER:
-		return _document_items(ORDER, name, settings)
+		return document_items(ORDER, name, settings)
 	return customer_invoices(customer, company, party_account)
 
 
-def _document_items(doctype, name, settings):
+def document_items(doctype, name, settings):
 	target = matching_rules.target(matching.Match(matching.Rule(doctype), name))
 	if target.docstatus != 1 or not target.outstanding or target.outstanding <= 0:
 		state = {2: _("cancelled"), 0: _("not submitted")}.get(target.docstatus, _("paid"))

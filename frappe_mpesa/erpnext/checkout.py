@@ -1,5 +1,15 @@
 """Checkout where the sale happens: an STK push asked for from a submitted Sales Invoice or Sales
-Order, its live status for the user who asked, and the Payment Entry when it succeeds.
+Order, a draft POS Invoice (the point-of-sale page, ``pos``) or a draft Payment Entry, its live
+status for the user who asked, and what a success makes:
+
+- Sales Invoice, Sales Order: a new Payment Entry allocated to it (for an order, an advance), made
+  by ``payment_entry.build`` as every posting path is;
+- Payment Entry (Receive, from a Customer): that draft gets the receipt as its Reference No, the
+  M-Pesa clearing account and Mode of Payment, and is submitted: the accountant who drafted it
+  gets it booked, not a second entry beside it;
+- POS Invoice: nothing is posted; the cashier's payment row takes the amount and the receipt, and
+  the invoice may be submitted only once its M-Pesa rows are covered (``pos.before_submit``). The
+  money reaches the books with the invoice's consolidation, as every POS payment does.
 
 - ``request_payment`` (Desk dialog): one push, or with ``split`` several within the transaction
   limit, each its own Mpesa Express Request linked to the document. Never above what is
@@ -22,14 +32,18 @@ import time
 
 import frappe
 from frappe import _
-from frappe.utils import cint, flt, get_url, now_datetime, nowdate, time_diff_in_seconds
+from frappe.utils import cint, flt, get_url, getdate, now_datetime, nowdate, time_diff_in_seconds
 
 from frappe_mpesa import api, callbacks, daraja, links, records
 from frappe_mpesa.erpnext import active
 from frappe_mpesa.settings_store import get_settings, require_roles
 
 SALES_INVOICE, SALES_ORDER = "Sales Invoice", "Sales Order"
-DOCTYPES = (SALES_INVOICE, SALES_ORDER)
+POS_INVOICE, PAYMENT_ENTRY = "POS Invoice", "Payment Entry"
+DOCTYPES = (SALES_INVOICE, SALES_ORDER, POS_INVOICE, PAYMENT_ENTRY)
+POSTED = (SALES_INVOICE, SALES_ORDER)  # a success becomes a new Payment Entry for the document
+DRAFTS = (POS_INVOICE, PAYMENT_ENTRY)  # asked for while the document is a draft
+BOOKED = (SALES_INVOICE, SALES_ORDER, PAYMENT_ENTRY)  # a success is booked by this module
 EXPRESS = records.EXPRESS
 SETTINGS = records.SETTINGS
 # Not settled yet: counted against what is outstanding. A Success without a Payment Entry (its
@@ -63,9 +77,14 @@ class PendingPushError(frappe.ValidationError):
 
 
 def reference(doctype, name, for_update=False):
-	"""The submitted Sales Invoice or Sales Order ``name``; a clear error otherwise."""
+	"""The submitted Sales Invoice or Sales Order, or the draft POS Invoice or Payment Entry,
+	``name``; a clear error otherwise."""
 	if doctype not in DOCTYPES:
-		frappe.throw(_("M-Pesa checkout takes a Sales Invoice or Sales Order, not {0}").format(doctype))
+		frappe.throw(
+			_("M-Pesa checkout takes a Sales Invoice, Sales Order, POS Invoice or Payment Entry, not {0}").format(
+				doctype
+			)
+		)
 	if not name or not frappe.db.exists(doctype, name):
 		frappe.throw(_("{0} {1} does not exist").format(_(doctype), name))
 	if for_update:
@@ -73,8 +92,15 @@ def reference(doctype, name, for_update=False):
 	doc = frappe.get_doc(doctype, name)
 	if doc.docstatus == 2:
 		frappe.throw(_("{0} {1} is cancelled: nothing to pay").format(_(doctype), name))
-	if doc.docstatus != 1:
+	if doctype in DRAFTS:
+		if doc.docstatus != 0:
+			frappe.throw(_("{0} {1} is submitted: ask for payment while it is a draft").format(_(doctype), name))
+	elif doc.docstatus != 1:
 		frappe.throw(_("Submit {0} {1} before asking for payment").format(_(doctype), name))
+	if doctype == PAYMENT_ENTRY and (doc.payment_type != "Receive" or doc.party_type != "Customer" or not doc.party):
+		frappe.throw(
+			_("Payment Entry {0}: only a Receive entry from a Customer is paid by M-Pesa").format(name)
+		)
 	return doc
 
 
@@ -82,8 +108,36 @@ def document_outstanding(doc):
 	"""What the document still asks for, before counting pushes in flight."""
 	if doc.doctype == SALES_INVOICE:
 		return flt(doc.outstanding_amount, 2)
+	if doc.doctype == PAYMENT_ENTRY:
+		return flt(doc.paid_amount, 2)
 	total = flt(doc.rounded_total) or flt(doc.grand_total)
+	if doc.doctype == POS_INVOICE:
+		return max(flt(total - applied_total(doc.name), 2), 0)
 	return flt(total - flt(doc.advance_paid), 2)
+
+
+def applied_total(pos_invoice):
+	"""The C2B receipts applied to a POS Invoice at the till (``pos.apply_receipt``): paid already."""
+	if not frappe.get_meta(records.C2B).has_field("pos_invoice"):
+		return 0
+	total = frappe.db.sql(f"select sum(trans_amount) from `tab{records.C2B}` where pos_invoice = %s", (pos_invoice,))
+	return flt(total[0][0] if total else 0, 2)
+
+
+def document_currency(doc):
+	if doc.doctype == PAYMENT_ENTRY:
+		return doc.paid_from_account_currency or frappe.get_cached_value("Company", doc.company, "default_currency")
+	return doc.currency
+
+
+def require_rights(doctype, name):
+	"""Accounts staff who may read the document; for a POS Invoice, whoever may edit it (the
+	cashier of the sale holds no Accounts role)."""
+	if doctype == POS_INVOICE:
+		frappe.has_permission(doctype, "write", name, throw=True)
+		return
+	require_roles(api.PAYMENT_ROLES)
+	frappe.has_permission(doctype, "read", name, throw=True)
 
 
 def in_flight(doctype, name):
@@ -137,7 +191,8 @@ def settings_for(doc, settings=None):
 
 def customer_phone(doc):
 	"""The mobile (else phone) of the customer's primary contact, or the document's contact."""
-	contact = frappe.db.get_value("Customer", doc.customer, "customer_primary_contact") or doc.get(
+	customer = doc.get("customer") or doc.get("party")
+	contact = frappe.db.get_value("Customer", customer, "customer_primary_contact") or doc.get(
 		"contact_person"
 	)
 	if contact:
@@ -150,8 +205,7 @@ def customer_phone(doc):
 @frappe.whitelist()
 def checkout_defaults(doctype, name):
 	"""What the dialog opens with: phone, amount, settings, limit and pushes in flight."""
-	require_roles(api.PAYMENT_ROLES)
-	frappe.has_permission(doctype, "read", name, throw=True)
+	require_rights(doctype, name)
 	doc = reference(doctype, name)
 	settings = default_settings(doc.company)
 	limit = flt(frappe.db.get_value(SETTINGS, settings, "transaction_limit")) if settings else 0
@@ -161,7 +215,7 @@ def checkout_defaults(doctype, name):
 		"outstanding": document_outstanding(doc),
 		"settings": settings,
 		"transaction_limit": limit,
-		"currency": doc.currency,
+		"currency": document_currency(doc),
 		"in_flight": [
 			{"name": row.name, "status": row.status, "amount": row.amount, "phone": row.phone}
 			for row in in_flight(doctype, name)
@@ -184,6 +238,15 @@ def checked_amount(amount, doc, settings, split):
 	value = flt(amount)
 	if value < 1 or value != int(value):
 		frappe.throw(_("Amount: must be a whole number of shillings, at least 1 (got {0})").format(amount))
+	if doc.doctype == PAYMENT_ENTRY:
+		# One receipt books one entry: the push is for its Paid Amount, in one prompt.
+		if value != flt(doc.paid_amount, 2):
+			frappe.throw(
+				_("Amount: Payment Entry {0} is paid by one prompt for its Paid Amount {1}, not {2}").format(
+					doc.name, flt(doc.paid_amount, 2), value
+				)
+			)
+		split = 0
 	room = available(doc)
 	if value > room:
 		frappe.throw(
@@ -215,12 +278,13 @@ def pending_for_phone(doctype, name, phone):
 @api.shows_daraja_errors
 def request_payment(doctype, name, phone, amount, settings=None, split=0, confirm=0):
 	"""Send the STK push(es) for a submitted Sales Invoice or Sales Order; returns the requests."""
-	require_roles(api.PAYMENT_ROLES)
-	frappe.has_permission(doctype, "read", name, throw=True)
+	require_rights(doctype, name)
 	doc = reference(doctype, name)
 	record = settings_for(doc, settings)
-	if doc.currency != "KES":
-		frappe.throw(_("{0} {1} is in {2}: M-Pesa takes KES only").format(_(doctype), name, doc.currency))
+	if document_currency(doc) != "KES":
+		frappe.throw(
+			_("{0} {1} is in {2}: M-Pesa takes KES only").format(_(doctype), name, document_currency(doc))
+		)
 	phone = checked_phone(phone)
 	parts = checked_amount(amount, doc, record, cint(split))
 	pending = pending_for_phone(doctype, name, phone)
@@ -259,6 +323,8 @@ def push(doctype, name, settings, amount, phone, nonce=None):
 	finally:
 		frappe.flags.mpesa_link_nonce = None
 	answer["label"] = label(answer["status"], None)
+	# Queued -> Pending is written without hooks (api.start_stk_push): told here, once committed.
+	publish(frappe.get_doc(EXPRESS, answer["name"]))
 	return answer
 
 
@@ -303,16 +369,19 @@ def publish(doc, after_commit=True):
 
 
 def on_change(doc, method=None):
-	"""doc_events: a status move of an Express Request for a Sales Invoice or Sales Order.
+	"""doc_events: a status move of an Express Request for a checkout document.
 
-	A Success is posted after the move commits (``post_after_commit``), then published; any other
-	move is published when its transaction commits."""
+	A Success for a document booked here is posted after the move commits
+	(``post_after_commit``), then published; any other move (a POS Invoice's Success too) is
+	published when its transaction commits."""
 	if doc.reference_doctype not in DOCTYPES or not active():
 		return
 	before = doc.get_doc_before_save()
 	if before is not None and before.status == doc.status:
 		return
-	if doc.status == "Success":
+	if before is None and doc.status == "Queued":
+		return  # just inserted; ``push`` tells the answer
+	if doc.status == "Success" and doc.reference_doctype in BOOKED:
 		frappe.db.after_commit.add(
 			functools.partial(post_after_commit, doc.name, doc.reference_doctype, doc.reference_name)
 		)
@@ -339,10 +408,17 @@ def post_after_commit(name, doctype, docname):
 @frappe.whitelist(methods=["POST"])
 @api.shows_daraja_errors
 def check_now(request):
-	"""The dialog's "check now": an STK query when the push is still Pending after QUERY_AFTER s."""
-	require_roles(api.PAYMENT_ROLES)
-	frappe.has_permission(EXPRESS, "read", request, throw=True)
+	"""The dialog's "check now": an STK query when the push is still Pending after QUERY_AFTER s.
+	The cashier who asked for a POS Invoice's push may check it too."""
+	if not request or not frappe.db.exists(EXPRESS, request):
+		frappe.throw(_("Mpesa Express Request {0} does not exist").format(request))
 	doc = frappe.get_doc(EXPRESS, request)
+	cashier = doc.reference_doctype == POS_INVOICE and doc.owner == frappe.session.user
+	if cashier:
+		frappe.has_permission(POS_INVOICE, "write", doc.reference_name, throw=True)
+	else:
+		require_roles(api.PAYMENT_ROLES)
+		frappe.has_permission(EXPRESS, "read", request, throw=True)
 	if doc.status == "Pending" and doc.request_sent_on:
 		waited = time_diff_in_seconds(now_datetime(), doc.request_sent_on)
 		if waited >= QUERY_AFTER:
@@ -354,27 +430,13 @@ def check_now(request):
 # ---- the Payment Entry -------------------------------------------------------------------------
 
 
-def receiving_account(settings_name):
-	"""The account an M-Pesa payment is paid to: the settings' clearing account when ERPNext's
-	accounting fields are there, else the account of its Payment Gateway Account, else None (the
-	company's default bank or cash account)."""
-	if frappe.get_meta(SETTINGS).has_field("mpesa_account"):
-		account = frappe.db.get_value(SETTINGS, settings_name, "mpesa_account")
-		if account:
-			return account
-	if frappe.db.table_exists("Payment Gateway Account"):
-		return frappe.db.get_value(
-			"Payment Gateway Account", {"payment_gateway": f"Mpesa-{settings_name}"}, "payment_account"
-		)
-	return None
-
-
 def post_payment(name, doctype, docname):
-	"""The Payment Entry for a successful push, allocated to its document; once. A failure is kept
-	on the request (reference_outcome, Error Log), never undoing the Success: the money moved."""
+	"""The Payment Entry for a successful push: a new one allocated to its Sales Invoice or Sales
+	Order, or its own draft Payment Entry submitted; once. A failure is kept on the request
+	(reference_outcome, Error Log), never undoing the Success: the money moved."""
 	from frappe_mpesa.payment_requests import as_administrator
 
-	if doctype not in DOCTYPES:
+	if doctype not in BOOKED:
 		return None
 	# The document first (see post_after_commit), then the request: a second push's posting waits.
 	frappe.db.get_value(doctype, docname, "name", for_update=True)
@@ -391,6 +453,7 @@ def post_payment(name, doctype, docname):
 			"receipt_number",
 			"payment_entry",
 			"mpesa_settings",
+			"transaction_date",
 		],
 	)
 	if not row or row.status != "Success" or row.payment_entry:
@@ -400,7 +463,7 @@ def post_payment(name, doctype, docname):
 	frappe.db.savepoint("frappe_mpesa_checkout")
 	try:
 		with as_administrator():
-			entry = make_payment_entry(row)
+			entry = make_payment_entry(row) if doctype in POSTED else submit_draft_entry(row)
 		frappe.db.set_value(
 			EXPRESS,
 			name,
@@ -422,30 +485,50 @@ def post_payment(name, doctype, docname):
 
 
 def make_payment_entry(row):
-	from erpnext.accounts.doctype.payment_entry.payment_entry import get_payment_entry
+	"""The new Payment Entry for a push from a Sales Invoice (paid up to its outstanding amount) or
+	a Sales Order (an advance against it), built as every receipt's is."""
+	from frappe_mpesa.erpnext import c2b_posting, payment_entry
 
-	amount = flt(row.amount, 2)
-	entry = get_payment_entry(
-		row.reference_doctype,
-		row.reference_name,
-		party_amount=amount,
-		bank_account=receiving_account(row.mpesa_settings),
+	settings = get_settings(row.mpesa_settings)
+	customer = frappe.db.get_value(row.reference_doctype, row.reference_name, "customer")
+	return payment_entry.build(
+		settings,
+		row.amount,
+		getdate(nowdate()),
+		customer,
+		c2b_posting.document_items(row.reference_doctype, row.reference_name, settings),
+		reference_no=row.receipt_number or row.name,
+		remarks=_("M-Pesa {0} for {1} {2} (Mpesa Express Request {3})").format(
+			row.receipt_number or "", row.reference_doctype, row.reference_name, row.name
+		),
 	)
-	entry.paid_amount = entry.received_amount = amount
-	entry.base_paid_amount = entry.base_received_amount = amount
-	left = amount
-	for reference_row in entry.references:
-		reference_row.allocated_amount = min(flt(reference_row.outstanding_amount), left)
-		left -= reference_row.allocated_amount
-	if frappe.get_meta(SETTINGS).has_field("mode_of_payment"):
-		entry.mode_of_payment = frappe.db.get_value(SETTINGS, row.mpesa_settings, "mode_of_payment")
+
+
+def submit_draft_entry(row):
+	"""The push's own draft Payment Entry, completed and submitted: Reference No the receipt, paid
+	to the settings' clearing account with their Mode of Payment. Refused (payment_entry.NotPosted)
+	when the draft is no longer a draft or its Paid Amount is not what was received."""
+	from frappe_mpesa.erpnext import payment_entry
+
+	entry = frappe.get_doc(PAYMENT_ENTRY, row.reference_name)
+	if entry.docstatus != 0:
+		raise payment_entry.NotPosted(_("Payment Entry {0} is no longer a draft").format(entry.name))
+	if flt(entry.paid_amount, 2) != flt(row.amount, 2):
+		raise payment_entry.NotPosted(
+			_("Payment Entry {0}'s Paid Amount {1} is not the {2} received").format(
+				entry.name, flt(entry.paid_amount, 2), flt(row.amount, 2)
+			)
+		)
+	settings = get_settings(row.mpesa_settings)
+	account = settings.get("mpesa_account")
+	if account and entry.paid_to != account:
+		entry.paid_to = account
+		entry.paid_to_account_currency = frappe.get_cached_value("Account", account, "account_currency")
+	if settings.get("mode_of_payment"):
+		entry.mode_of_payment = settings.get("mode_of_payment")
 	entry.reference_no = row.receipt_number or row.name
-	entry.reference_date = nowdate()
-	entry.remarks = _("M-Pesa {0} for {1} {2} (Mpesa Express Request {3})").format(
-		row.receipt_number or "", row.reference_doctype, row.reference_name, row.name
-	)
+	entry.reference_date = getdate(row.transaction_date) if row.transaction_date else getdate(nowdate())
 	entry.flags.ignore_permissions = True
-	entry.insert()
 	entry.submit()
 	return entry
 

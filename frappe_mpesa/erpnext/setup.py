@@ -91,6 +91,19 @@ CUSTOM_FIELDS = {
 			"unique": 1,
 			"no_copy": 1,
 		},
+		{
+			# The draft or submitted POS Invoice a receipt was applied to at the till (erpnext/pos.py):
+			# its money reaches the books through that invoice, so it never gets a Payment Entry
+			# (LEDGER_CONSTRAINT). Several receipts may pay one POS Invoice: not unique.
+			"fieldname": "pos_invoice",
+			"fieldtype": "Link",
+			"options": "POS Invoice",
+			"label": "POS Invoice",
+			"insert_after": "payment_entry",
+			"read_only": 1,
+			"no_copy": 1,
+			"search_index": 1,
+		},
 	],
 	# ---- payouts ----
 	"Employee": [
@@ -162,6 +175,9 @@ CUSTOM_FIELDS = {
 		},
 	],
 }
+# One ledger entry per receipt, in the database: a register row names a Payment Entry or a POS
+# Invoice, never both (MariaDB enforces CHECK constraints; Frappe's schema sync leaves them alone).
+LEDGER_CONSTRAINT = "mpesa_receipt_one_ledger_entry"
 CUSTOM_FIELDS[SETTINGS].append(
 	{
 		"fieldname": "b2c_charges_account",
@@ -219,9 +235,39 @@ def make_fields():
 		)
 	for doctype in fields:
 		frappe.clear_cache(doctype=doctype)
+	ensure_ledger_constraint()
+
+
+def ledger_constraint_exists():
+	return bool(
+		frappe.db.sql(
+			"""select 1 from information_schema.check_constraints
+			where constraint_schema = database() and table_name = %s and constraint_name = %s""",
+			(f"tab{C2B}", LEDGER_CONSTRAINT),
+		)
+	)
+
+
+def ensure_ledger_constraint():
+	"""Add LEDGER_CONSTRAINT to the register's table once both its columns are there (MariaDB)."""
+	if frappe.db.db_type != "mariadb":
+		return
+	columns = set(frappe.db.get_table_columns(C2B))
+	if not {"payment_entry", "pos_invoice"} <= columns or ledger_constraint_exists():
+		return
+	frappe.db.sql_ddl(
+		f"""alter table `tab{C2B}` add constraint `{LEDGER_CONSTRAINT}`
+		check (coalesce(`payment_entry`, '') = '' or coalesce(`pos_invoice`, '') = '')"""
+	)
+
+
+def drop_ledger_constraint():
+	if frappe.db.db_type == "mariadb" and ledger_constraint_exists():
+		frappe.db.sql_ddl(f"alter table `tab{C2B}` drop constraint `{LEDGER_CONSTRAINT}`")
 
 
 def remove_fields():
+	drop_ledger_constraint()
 	for doctype, fields in CUSTOM_FIELDS.items():
 		for field in fields:
 			name = frappe.db.get_value("Custom Field", {"dt": doctype, "fieldname": field["fieldname"]})

@@ -446,6 +446,8 @@ class _DarajaHandler(Handler):
 			self.reset_connection()
 		else:
 			self.reply(reply.status, reply.body, reply.chunked)
+		if not request.path.startswith(CONTROL_PREFIX):
+			sandbox._handled(request, time.time() - request.time)
 
 	do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = serve
 
@@ -509,6 +511,7 @@ class Sandbox(HttpsService):
 		)
 		self._lock = threading.Lock()
 		self._requests = []
+		self._handling = []
 		self._faults = []
 		self._tokens = {}
 		self._callbacks = []
@@ -530,6 +533,17 @@ class Sandbox(HttpsService):
 		"""Recorded requests (``RecordedRequest``), oldest first; control requests are not recorded."""
 		with self._lock:
 			return list(self._requests)
+
+	@property
+	def handling_times(self):
+		"""(path, arrival time, seconds from the request's arrival to its reply written) per recorded
+		request: the sandbox's own share of a call, which a caller's timings may leave out."""
+		with self._lock:
+			return list(self._handling)
+
+	def _handled(self, request, seconds):
+		with self._lock:
+			self._handling.append((request.path, request.time, seconds))
 
 	@property
 	def callbacks(self):
@@ -635,6 +649,7 @@ class Sandbox(HttpsService):
 		self._cancel_callbacks()
 		with self._lock:
 			self._requests.clear()
+			self._handling.clear()
 			self._faults.clear()
 			self._tokens.clear()
 			self._callbacks.clear()

@@ -1,5 +1,6 @@
-// M-Pesa checkout on a submitted Sales Invoice or Sales Order (frappe_mpesa.erpnext.checkout).
-// Loaded by sales_invoice.js and sales_order.js; the server checks everything again.
+// M-Pesa checkout on a submitted Sales Invoice or Sales Order, or a draft POS Invoice or Payment
+// Entry (frappe_mpesa.erpnext.checkout). Included by each form's script and by the point of sale's;
+// the server checks everything again.
 frappe.provide("frappe_mpesa.checkout");
 
 const CHECKOUT = "frappe_mpesa.erpnext.checkout.";
@@ -13,12 +14,31 @@ frappe_mpesa.checkout.phone_hint = function (value) {
 	return ok ? "" : __("Enter a Kenyan mobile number: 07XXXXXXXX, 01XXXXXXXX or 2547XXXXXXXX");
 };
 
+// Asked for while a draft (the others once submitted).
+frappe_mpesa.checkout.DRAFTS = ["POS Invoice", "Payment Entry"];
+
+frappe_mpesa.checkout.is_open = function (doc) {
+	if (frappe_mpesa.checkout.DRAFTS.includes(doc.doctype)) {
+		if (doc.docstatus !== 0 || doc.__islocal) return false;
+		if (doc.doctype === "Payment Entry") {
+			return doc.payment_type === "Receive" && doc.party_type === "Customer" && flt(doc.paid_amount) > 0;
+		}
+		return flt(doc.rounded_total || doc.grand_total) > 0;
+	}
+	if (doc.docstatus !== 1) return false;
+	return doc.doctype === "Sales Invoice"
+		? flt(doc.outstanding_amount) > 0
+		: flt(doc.rounded_total || doc.grand_total) - flt(doc.advance_paid) > 0;
+};
+
+// A message that would move a settled request back to Queued or Pending (it came late).
+frappe_mpesa.checkout.stale = function (known, message) {
+	const open = ["Queued", "Pending"];
+	return open.includes(message.status) && known.status && !open.includes(known.status);
+};
+
 frappe_mpesa.checkout.add_buttons = function (frm) {
-	if (frm.doc.docstatus !== 1) return;
-	const open = frm.doc.doctype === "Sales Invoice"
-		? flt(frm.doc.outstanding_amount) > 0
-		: flt(frm.doc.rounded_total || frm.doc.grand_total) - flt(frm.doc.advance_paid) > 0;
-	if (!open) return;
+	if (!frappe_mpesa.checkout.is_open(frm.doc) || frm.is_dirty()) return;
 	frm.add_custom_button(__("Request M-Pesa payment"), () => frappe_mpesa.checkout.dialog(frm), __("M-Pesa"));
 	if (frm.doc.doctype === "Sales Invoice") {
 		frm.add_custom_button(__("Get payment link"), () => {
@@ -57,17 +77,20 @@ frappe_mpesa.checkout.show = function (frm, defaults) {
 				onchange: () => d.set_df_property("phone", "description",
 					frappe_mpesa.checkout.phone_hint(d.get_value("phone")) || __("The customer's M-Pesa number")) },
 			{ fieldname: "amount", fieldtype: "Int", label: __("Amount (KES)"), reqd: 1, default: defaults.amount,
+				read_only: frm.doc.doctype === "Payment Entry" ? 1 : 0,
 				description: __("Outstanding {0}; at most {1} can be asked for now",
 					[format_currency(defaults.outstanding, defaults.currency), defaults.amount]) },
 			{ fieldname: "settings", fieldtype: "Link", options: "Mpesa Settings", label: __("Mpesa Settings"),
 				reqd: 1, default: defaults.settings },
 			{ fieldname: "split", fieldtype: "Check", label: __("Split into several prompts above the transaction limit"),
+				hidden: frm.doc.doctype === "Payment Entry" ? 1 : 0,
 				description: defaults.transaction_limit ? __("Limit: {0} per prompt", [defaults.transaction_limit]) : "" },
 			{ fieldname: "status_html", fieldtype: "HTML" },
 		],
 		primary_action_label: __("Send prompt"),
 		primary_action: (values) => send(values, 0),
 	});
+	d.$wrapper.addClass("mpesa-checkout-dialog");
 	const render = () => {
 		const rows = Object.values(watched).map((m) => {
 			const colour = m.status === "Success" ? "green" : (m.status === "Pending" || m.status === "Queued") ? "orange" : "red";
@@ -79,7 +102,7 @@ frappe_mpesa.checkout.show = function (frm, defaults) {
 		d.fields_dict.status_html.$wrapper.html(rows.join(""));
 	};
 	const update = (message) => {
-		if (!watched[message.request]) return;
+		if (!watched[message.request] || frappe_mpesa.checkout.stale(watched[message.request], message)) return;
 		Object.assign(watched[message.request], message);
 		render();
 		if (message.status === "Success") frm.reload_doc();

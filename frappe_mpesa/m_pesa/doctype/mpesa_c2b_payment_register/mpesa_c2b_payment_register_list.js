@@ -9,6 +9,7 @@ frappe.listview_settings["Mpesa C2B Payment Register"] = {
 			Matched: "blue",
 			Posted: "green",
 			"Partly allocated": "yellow",
+			"In POS Invoice": "green",
 			Cancelled: "gray",
 			Reversed: "red",
 		};

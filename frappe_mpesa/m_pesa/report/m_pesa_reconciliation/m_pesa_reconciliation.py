@@ -13,8 +13,9 @@ from frappe.utils import add_days, flt, getdate, nowdate
 C2B = "Mpesa C2B Payment Register"
 STATEMENT_LINE = "Mpesa Statement Import Line"
 STATEMENT = "Mpesa Statement Import"
-# Receipts that need no Payment Entry: set aside by hand or reversed.
-NO_ENTRY_NEEDED = ("Cancelled", "Reversed")
+# Receipts that need no Payment Entry: set aside by hand, reversed, or booked through the POS
+# Invoice they were applied to at the till.
+NO_ENTRY_NEEDED = ("Cancelled", "Reversed", "In POS Invoice")
 
 
 def has_entries():
