@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import unittest
 import urllib.request
 
 import frappe
@@ -547,9 +548,14 @@ class ServedSandboxTestCase(MpesaTestCase):
 	SETTINGS = None  # the settings record's name, "_Test …"
 	SHORTCODE = None  # default: one no record on the site uses
 	SANDBOX_OPTIONS = {}  # e.g. callback_delay, c2b_validation
+	# fn() -> why the class cannot run on this site (it is then skipped, saying so), or None
+	REQUIRES = None
 
 	@classmethod
 	def setUpClass(cls):
+		reason = cls.REQUIRES and cls.REQUIRES()
+		if reason:
+			raise unittest.SkipTest(reason)
 		super().setUpClass()
 		cls.leftovers = SiteLeftovers()
 		cls.site = cls.sandbox_site = None

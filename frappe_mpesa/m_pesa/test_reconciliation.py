@@ -12,7 +12,6 @@ import os
 import shutil
 import tempfile
 import time
-import unittest
 from urllib.parse import quote
 
 import frappe
@@ -43,13 +42,11 @@ class TestReconciliation(ErpnextRecords, ServedSandboxTestCase):
 	SETTINGS = SETTINGS
 	SHORTCODE = SHORTCODE
 	RECEIPT_PREFIX = "R"
+	REQUIRES = staticmethod(erpnext_missing)
 
 	@classmethod
 	def setUpClass(cls):
 		frappe.set_user("Administrator")
-		reason = erpnext_missing()
-		if reason:
-			raise unittest.SkipTest(reason)
 		delete_settings(SETTINGS)
 		super().setUpClass()
 		cls.make_records("Recon")

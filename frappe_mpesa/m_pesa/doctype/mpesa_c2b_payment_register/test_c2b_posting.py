@@ -124,13 +124,11 @@ class DollarBooks:
 class TestC2BPosting(ErpnextRecords, ServedSandboxTestCase):
 	SETTINGS = SETTINGS
 	SANDBOX_OPTIONS = {"callback_delay": 0.1, "c2b_validation": True}
+	REQUIRES = staticmethod(erpnext_missing)
 
 	@classmethod
 	def setUpClass(cls):
 		frappe.set_user("Administrator")
-		reason = erpnext_missing()
-		if reason:
-			raise unittest.SkipTest(reason)
 		delete_settings(SETTINGS)
 		super().setUpClass()
 		cls.make_records("C2B")

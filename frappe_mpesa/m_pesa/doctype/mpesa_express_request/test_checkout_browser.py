@@ -89,13 +89,11 @@ def remove_cashier():
 class TestCheckoutBrowser(ServedSandboxTestCase):
 	SETTINGS = SETTINGS
 	SANDBOX_OPTIONS = {"callback_delay": 1.5}
+	REQUIRES = staticmethod(erpnext_missing)
 
 	@classmethod
 	def setUpClass(cls):
 		frappe.set_user("Administrator")
-		reason = erpnext_missing()
-		if reason:
-			raise unittest.SkipTest(reason)
 		cls.make_driver = staticmethod(browser())
 		super().setUpClass()
 		cls.realtime = RealtimeServer(cls.site)

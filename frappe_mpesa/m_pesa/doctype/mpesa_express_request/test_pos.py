@@ -9,7 +9,6 @@ Skips, saying why, without ERPNext or the company "Test Shop Ltd" in KES. ``PosS
 Profile, its opening entry, a customer and an item) is shared with the browser tests."""
 
 import json
-import unittest
 
 import frappe
 from frappe.utils import flt, nowdate
@@ -154,13 +153,11 @@ class PosShop:
 class TestPos(ServedSandboxTestCase):
 	SETTINGS = SETTINGS
 	SANDBOX_OPTIONS = {"callback_delay": 0.3}
+	REQUIRES = staticmethod(erpnext_missing)
 
 	@classmethod
 	def setUpClass(cls):
 		frappe.set_user("Administrator")
-		reason = erpnext_missing()
-		if reason:
-			raise unittest.SkipTest(reason)
 		super().setUpClass()
 		settings = frappe.get_doc("Mpesa Settings", SETTINGS)
 		settings.company = COMPANY

@@ -9,7 +9,6 @@ Request -> STK push -> the sandbox's callback through the served site -> Payment
 """
 
 import json
-import unittest
 from unittest import mock
 
 import frappe
@@ -91,13 +90,11 @@ class TestGatewayContract(MpesaTestCase):
 class TestPaymentRequest(ServedSandboxTestCase):
 	SETTINGS = SETTINGS
 	SANDBOX_OPTIONS = {"callback_delay": 0.3}
+	REQUIRES = staticmethod(erpnext_missing)
 
 	@classmethod
 	def setUpClass(cls):
 		frappe.set_user("Administrator")
-		reason = erpnext_missing()
-		if reason:
-			raise unittest.SkipTest(reason)
 		super().setUpClass()
 		cls.company = frappe.db.get_single_value("Global Defaults", "default_company")
 		ensure_customer_and_item()
