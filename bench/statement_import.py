@@ -27,21 +27,22 @@ def main():
 	frappe.connect()
 	frappe.set_user("Administrator")
 	from frappe_mpesa import records, statement_import
-	from frappe_mpesa.m_pesa.doctype.mpesa_statement_import.test_mpesa_statement_import import (
-		csv_file,
-		delete_imports,
-		new_import,
-		new_prefix,
+	from frappe_mpesa.testing import (
+		delete_settings,
+		delete_statement_imports,
+		make_settings,
+		new_statement_import,
 		portal_rows,
+		receipt_prefix,
+		statement_csv,
 	)
-	from frappe_mpesa.testing import delete_settings, make_settings
 
-	settings, shortcode = "Bench Statement Import", "600779"
+	settings, shortcode = "_Test Bench Statement Import", "600779"
 	make_settings(settings, "https://example.com", business_shortcode=shortcode)
 	try:
-		prefix = new_prefix()
-		content = csv_file(portal_rows(prefix, args.rows), shortcode=shortcode)
-		doc = new_import(settings, content, "bench-statement.csv")
+		prefix = receipt_prefix()
+		content = statement_csv(portal_rows(prefix, args.rows), shortcode=shortcode)
+		doc = new_statement_import(settings, content, "bench-statement.csv")
 		frappe.db.set_value(statement_import.IMPORT, doc.name, "status", statement_import.QUEUED)
 		frappe.db.commit()
 		started = time.perf_counter()
@@ -53,7 +54,7 @@ def main():
 		print(f"rows: {args.rows}, file: {len(content) / 1024:.0f} KiB")
 		print(f"first import: {first:.2f} s ({args.rows / first:.0f} rows/s): {result}")
 
-		copy = new_import(settings, content + b"\n", "bench-statement-copy.csv")
+		copy = new_statement_import(settings, content + b"\n", "bench-statement-copy.csv")
 		frappe.db.set_value(statement_import.IMPORT, copy.name, "status", statement_import.QUEUED)
 		frappe.db.commit()
 		started = time.perf_counter()
@@ -65,7 +66,7 @@ def main():
 		print(f"same rows again (all already there): {second:.2f} s: {result}")
 		print(f"register rows for the prefix: {frappe.db.count(records.C2B, {'name': ('like', prefix + '%')})}")
 	finally:
-		delete_imports(settings)
+		delete_statement_imports(settings)
 		delete_settings(settings)
 		frappe.destroy()
 

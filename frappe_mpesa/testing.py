@@ -8,7 +8,9 @@ request must see is committed, and every test class removes what it committed.
 """
 
 import contextlib
+import csv
 import http.client
+import io
 import os
 import secrets
 import socket
@@ -21,7 +23,7 @@ import urllib.request
 import frappe
 from frappe.utils.password import update_password
 
-from frappe_mpesa import settings_store
+from frappe_mpesa import settings_store, statement_import
 from frappe_mpesa.install import ERROR_LOG_MARKERS, OUR_DOCTYPES
 from frappe_mpesa.sandbox import (
 	CA_FILE,
@@ -783,3 +785,107 @@ class ErpnextRecords:
 		cls.made.append(("Sales Order", so.name))
 		frappe.db.commit()
 		return so
+
+
+# ---- M-Pesa portal statements for the tests and the benchmark --------------------------------------
+
+STATEMENT_HEADER = [
+	"Receipt No.", "Completion Time", "Initiation Time", "Details", "Transaction Status", "Paid In",
+	"Withdrawn", "Balance", "Balance Confirmed", "Reason Type", "Other Party Info", "Linked Transaction ID",
+	"A/C No.",
+]
+RECEIPT_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
+
+
+def statement_about(shortcode):
+	return [
+		["Account Holder:", f"{shortcode} - Test Shop Ltd"],
+		["Short Code:", shortcode],
+		["Account:", "Utility Account"],
+		["Time Period:", "01-12-2026 00:00:00 - 01-12-2026 23:59:59"],
+		["Operator:", "TESTOP"],
+		[],
+	]
+
+
+def receipt_prefix():
+	"""Three characters no other run shares (most likely), so receipts are this run's own."""
+	return "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(3))
+
+
+def portal_receipt(prefix, i):
+	"""An M-Pesa-shaped receipt: 10 capital letters and digits."""
+	digits = []
+	for _ in range(7):
+		i, r = divmod(i, len(RECEIPT_ALPHABET))
+		digits.append(RECEIPT_ALPHABET[r])
+	return prefix + "".join(reversed(digits))
+
+
+def portal_rows(prefix, n, start=0):
+	"""``n`` paid-in rows of a portal statement, receipts from ``prefix``."""
+	rows = []
+	for i in range(start, start + n):
+		paid = f"{100 + i:,}.00"
+		when = f"2026-12-01 {8 + i // 3600 % 12:02d}:{i // 60 % 60:02d}:{i % 60:02d}"
+		rows.append([
+			portal_receipt(prefix, i), when, when, f"Pay Bill Online from 2547****{i % 1000:03d} - CUSTOMER {i} Acc. INV-{i}",
+			"Completed", paid, "", f"{50000 + i}.00", "true", "Pay Bill Online",
+			f"2547****{i % 1000:03d} - CUSTOMER {i}", "", f"INV-{i}",
+		])
+	return rows
+
+
+def statement_csv(rows, shortcode):
+	"""A statement as the M-Pesa organisation portal exports it, as CSV bytes."""
+	out = io.StringIO()
+	writer = csv.writer(out)
+	for line in [*statement_about(shortcode), STATEMENT_HEADER, *rows]:
+		writer.writerow(line)
+	return out.getvalue().encode("utf-8-sig")
+
+
+def statement_xlsx(rows, shortcode):
+	"""The same statement as XLSX bytes."""
+	import openpyxl
+
+	book = openpyxl.Workbook()
+	sheet = book.active
+	for line in [*statement_about(shortcode), STATEMENT_HEADER, *rows]:
+		sheet.append(line)
+	out = io.BytesIO()
+	book.save(out)
+	return out.getvalue()
+
+
+def attach_private_file(content, file_name):
+	"""A private File holding ``content``, owned by the session user; its URL."""
+	doc = frappe.get_doc({"doctype": "File", "file_name": file_name, "content": content, "is_private": 1})
+	doc.insert(ignore_permissions=True)
+	return doc.file_url
+
+
+def new_statement_import(settings, content, file_name):
+	doc = frappe.get_doc({"doctype": statement_import.IMPORT, "mpesa_settings": settings, "statement_file": attach_private_file(content, file_name)})
+	doc.insert()
+	frappe.db.commit()
+	return doc
+
+
+def delete_statement_imports(settings):
+	"""Remove the imports of ``settings``, their lines and files; commits."""
+	for name, file_url in frappe.get_all(
+		statement_import.IMPORT, filters={"mpesa_settings": settings}, fields=["name", "statement_file"], as_list=True
+	):
+		frappe.db.delete(statement_import.LINE, {"parent": name})
+		frappe.db.delete(statement_import.IMPORT, {"name": name})
+		for file_name in frappe.get_all("File", filters={"file_url": file_url}, pluck="name"):
+			frappe.delete_doc("File", file_name, ignore_permissions=True, force=True)
+	frappe.db.commit()
+
+
+def statement_counts(name):
+	rows = frappe.get_all(
+		statement_import.LINE, filters={"parent": name}, fields=["result", "count(*) as n"], group_by="result"
+	)
+	return {row.result: row.n for row in rows}

@@ -13,12 +13,14 @@ from datetime import timedelta
 import frappe
 
 from frappe_mpesa import api, pull, records, settings_store, statement_import
-from frappe_mpesa.m_pesa.doctype.mpesa_statement_import.test_mpesa_statement_import import (
-	csv_file,
-	delete_imports,
-	new_import,
+from frappe_mpesa.testing import (
+	ServedSandboxTestCase,
+	delete_statement_imports,
+	new_statement_import,
+	post,
+	statement_csv,
+	wait_for,
 )
-from frappe_mpesa.testing import ServedSandboxTestCase, post, wait_for
 
 SETTINGS = "_Test Pull"
 SHORTCODE = "600773"
@@ -35,7 +37,7 @@ class TestMpesaPullRun(ServedSandboxTestCase):
 	def tearDownClass(cls):
 		frappe.set_user("Administrator")
 		frappe.db.delete(pull.RUN, {"mpesa_settings": SETTINGS})
-		delete_imports(SETTINGS)
+		delete_statement_imports(SETTINGS)
 		super().tearDownClass()
 
 	def setUp(self):
@@ -95,7 +97,7 @@ class TestMpesaPullRun(ServedSandboxTestCase):
 			row.trans_id, "2026-12-01 09:00:00", "2026-12-01 09:00:00", "Pay Bill Online", "Completed",
 			"10.00", "", "1000.00", "true", "Pay Bill Online", "2547****149 - JOHN DOE", "", "ONCE-0",
 		]
-		imported = new_import(SETTINGS, csv_file([line], shortcode=SHORTCODE), "once.csv")
+		imported = new_statement_import(SETTINGS, statement_csv([line], shortcode=SHORTCODE), "once.csv")
 		self.assertEqual(imported.start_import(), statement_import.COMPLETED)
 		imported.reload()
 		self.assertEqual((imported.imported, imported.already_there), (0, 1))
@@ -110,7 +112,7 @@ class TestMpesaPullRun(ServedSandboxTestCase):
 			row.trans_id, "2026-12-01 09:00:00", "", "Pay Bill Online", "Completed", "10.00", "", "",
 			"true", "Pay Bill Online", "2547****149 - JOHN DOE", "", "LATER-0",
 		]
-		imported = new_import(SETTINGS, csv_file([line], shortcode=SHORTCODE), "later.csv")
+		imported = new_statement_import(SETTINGS, statement_csv([line], shortcode=SHORTCODE), "later.csv")
 		imported.start_import()
 		self.assertEqual(frappe.db.get_value(statement_import.IMPORT, imported.name, "already_there"), 1)
 		self.assertEqual(len(self.register_rows()), 1)

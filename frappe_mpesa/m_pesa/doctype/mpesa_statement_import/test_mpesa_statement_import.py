@@ -5,115 +5,29 @@
 adding nothing; a malformed row named with nothing imported; another shortcode's statement refused;
 who may import. The tests write the portal's CSV and XLSX themselves."""
 
-import csv
-import io
-import secrets
-
 import frappe
 
 from frappe_mpesa import records, statement_import
-from frappe_mpesa.testing import CHECKER, MAKER, MpesaTestCase, delete_settings, ensure_users, make_settings
+from frappe_mpesa.testing import (
+	CHECKER,
+	MAKER,
+	MpesaTestCase,
+	delete_settings,
+	delete_statement_imports,
+	ensure_users,
+	make_settings,
+	new_statement_import,
+	portal_receipt,
+	portal_rows,
+	receipt_prefix,
+	statement_counts,
+	statement_csv,
+	statement_xlsx,
+)
 
 IMPORT = statement_import.IMPORT
 SETTINGS = "_Test Statement Import"
 SHORTCODE = "600771"
-HEADER = [
-	"Receipt No.", "Completion Time", "Initiation Time", "Details", "Transaction Status", "Paid In",
-	"Withdrawn", "Balance", "Balance Confirmed", "Reason Type", "Other Party Info", "Linked Transaction ID",
-	"A/C No.",
-]
-ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
-
-
-def about(shortcode):
-	return [
-		["Account Holder:", f"{shortcode} - Test Shop Ltd"],
-		["Short Code:", shortcode],
-		["Account:", "Utility Account"],
-		["Time Period:", "01-12-2026 00:00:00 - 01-12-2026 23:59:59"],
-		["Operator:", "TESTOP"],
-		[],
-	]
-
-
-def new_prefix():
-	"""Three characters no other run shares (most likely), so receipts are this run's own."""
-	return "".join(secrets.choice(ALPHABET) for _ in range(3))
-
-
-def receipt(prefix, i):
-	"""An M-Pesa-shaped receipt: 10 capital letters and digits."""
-	digits = []
-	for _ in range(7):
-		i, r = divmod(i, len(ALPHABET))
-		digits.append(ALPHABET[r])
-	return prefix + "".join(reversed(digits))
-
-
-def portal_rows(prefix, n, start=0):
-	rows = []
-	for i in range(start, start + n):
-		paid = f"{100 + i:,}.00"
-		when = f"2026-12-01 {8 + i // 3600 % 12:02d}:{i // 60 % 60:02d}:{i % 60:02d}"
-		rows.append([
-			receipt(prefix, i), when, when, f"Pay Bill Online from 2547****{i % 1000:03d} - CUSTOMER {i} Acc. INV-{i}",
-			"Completed", paid, "", f"{50000 + i}.00", "true", "Pay Bill Online",
-			f"2547****{i % 1000:03d} - CUSTOMER {i}", "", f"INV-{i}",
-		])
-	return rows
-
-
-def csv_file(rows, shortcode=SHORTCODE):
-	out = io.StringIO()
-	writer = csv.writer(out)
-	for line in [*about(shortcode), HEADER, *rows]:
-		writer.writerow(line)
-	return out.getvalue().encode("utf-8-sig")
-
-
-def xlsx_file(rows, shortcode=SHORTCODE):
-	import openpyxl
-
-	book = openpyxl.Workbook()
-	sheet = book.active
-	for line in [*about(shortcode), HEADER, *rows]:
-		sheet.append(line)
-	out = io.BytesIO()
-	book.save(out)
-	return out.getvalue()
-
-
-def attach(content, file_name):
-	"""A private File holding ``content``, owned by the session user; its URL."""
-	doc = frappe.get_doc({"doctype": "File", "file_name": file_name, "content": content, "is_private": 1})
-	doc.insert(ignore_permissions=True)
-	return doc.file_url
-
-
-def new_import(settings, content, file_name):
-	doc = frappe.get_doc({"doctype": IMPORT, "mpesa_settings": settings, "statement_file": attach(content, file_name)})
-	doc.insert()
-	frappe.db.commit()
-	return doc
-
-
-def delete_imports(settings):
-	"""Remove the imports of ``settings``, their lines and files; commits."""
-	for name, file_url in frappe.get_all(
-		IMPORT, filters={"mpesa_settings": settings}, fields=["name", "statement_file"], as_list=True
-	):
-		frappe.db.delete(statement_import.LINE, {"parent": name})
-		frappe.db.delete(IMPORT, {"name": name})
-		for file_name in frappe.get_all("File", filters={"file_url": file_url}, pluck="name"):
-			frappe.delete_doc("File", file_name, ignore_permissions=True, force=True)
-	frappe.db.commit()
-
-
-def result_counts(name):
-	rows = frappe.get_all(
-		statement_import.LINE, filters={"parent": name}, fields=["result", "count(*) as n"], group_by="result"
-	)
-	return {row.result: row.n for row in rows}
 
 
 class TestMpesaStatementImport(MpesaTestCase):
@@ -126,13 +40,13 @@ class TestMpesaStatementImport(MpesaTestCase):
 	@classmethod
 	def tearDownClass(cls):
 		frappe.set_user("Administrator")
-		delete_imports(SETTINGS)
+		delete_statement_imports(SETTINGS)
 		delete_settings(SETTINGS)
 		super().tearDownClass()
 
 	def setUp(self):
 		frappe.set_user(CHECKER)
-		self.prefix = new_prefix()
+		self.prefix = receipt_prefix()
 
 	def tearDown(self):
 		frappe.set_user("Administrator")
@@ -144,14 +58,14 @@ class TestMpesaStatementImport(MpesaTestCase):
 
 	def test_a_thousand_rows_import_once_and_a_copy_adds_nothing(self):
 		rows = portal_rows(self.prefix, 1000)
-		first = new_import(SETTINGS, csv_file(rows), "statement.csv")
+		first = new_statement_import(SETTINGS, statement_csv(rows, SHORTCODE), "statement.csv")
 		self.assertEqual(first.start_import(), statement_import.COMPLETED)
 		first.reload()
 		self.assertEqual((first.total_rows, first.imported, first.already_there, first.skipped), (1000, 1000, 0, 0))
 		self.assertEqual(first.shortcode, SHORTCODE)
 		self.assertEqual(self.registered(), 1000)
-		self.assertEqual(result_counts(first.name), {"Imported": 1000})
-		row = frappe.get_doc(records.C2B, receipt(self.prefix, 7))
+		self.assertEqual(statement_counts(first.name), {"Imported": 1000})
+		row = frappe.get_doc(records.C2B, portal_receipt(self.prefix, 7))
 		self.assertEqual(
 			(row.source, row.bill_ref_number, float(row.trans_amount), row.business_shortcode),
 			("Statement import", "INV-7", 107.0, SHORTCODE),
@@ -166,27 +80,27 @@ class TestMpesaStatementImport(MpesaTestCase):
 		frappe.db.rollback()
 
 		# The same rows in another file (here the XLSX export): every row already there.
-		copy = new_import(SETTINGS, xlsx_file(rows), "statement copy.xlsx")
+		copy = new_statement_import(SETTINGS, statement_xlsx(rows, SHORTCODE), "statement copy.xlsx")
 		self.assertEqual(copy.start_import(), statement_import.COMPLETED)
 		copy.reload()
 		self.assertEqual((copy.imported, copy.already_there), (0, 1000))
-		self.assertEqual(result_counts(copy.name), {"Already there": 1000})
+		self.assertEqual(statement_counts(copy.name), {"Already there": 1000})
 		self.assertEqual(self.registered(), 1000)
 
 	def test_a_malformed_row_is_named_and_nothing_is_imported(self):
 		rows = portal_rows(self.prefix, 50)
 		rows[30][5] = "12O.00"  # a letter O in Paid In
-		doc = new_import(SETTINGS, csv_file(rows), "bad.csv")
+		doc = new_statement_import(SETTINGS, statement_csv(rows, SHORTCODE), "bad.csv")
 		self.assertEqual(doc.start_import(), statement_import.FAILED)
 		doc.reload()
 		# Six account lines, the header, then rows: the 31st data row is the file's row 38.
 		self.assertIn("row 38", doc.error)
 		self.assertIn("'Paid In'", doc.error)
 		self.assertEqual(self.registered(), 0)
-		self.assertEqual(result_counts(doc.name), {})
+		self.assertEqual(statement_counts(doc.name), {})
 
 	def test_a_failure_while_registering_rolls_back_every_row(self):
-		doc = new_import(SETTINGS, csv_file(portal_rows(self.prefix, 40)), "late-failure.csv")
+		doc = new_statement_import(SETTINGS, statement_csv(portal_rows(self.prefix, 40), SHORTCODE), "late-failure.csv")
 		# Frappe's own brake on a transaction's writes, set low: it trips midway through the rows.
 		frappe.db.MAX_WRITES_PER_TRANSACTION = 25
 		try:
@@ -194,30 +108,30 @@ class TestMpesaStatementImport(MpesaTestCase):
 		finally:
 			del frappe.db.MAX_WRITES_PER_TRANSACTION
 		self.assertEqual(self.registered(), 0)
-		self.assertEqual(result_counts(doc.name), {})
+		self.assertEqual(statement_counts(doc.name), {})
 		self.assertIn("TooManyWritesError", frappe.db.get_value(IMPORT, doc.name, "error"))
 
 	def test_rows_that_are_not_payments_in_get_a_reason(self):
 		rows = portal_rows(self.prefix, 3)
 		rows[1][4] = "Failed"
 		rows[2][5], rows[2][6] = "", "-250.00"
-		doc = new_import(SETTINGS, csv_file(rows), "mixed.csv")
+		doc = new_statement_import(SETTINGS, statement_csv(rows, SHORTCODE), "mixed.csv")
 		doc.start_import()
 		lines = {line.receipt: line for line in frappe.get_doc(IMPORT, doc.name).lines}
-		self.assertEqual(lines[receipt(self.prefix, 0)].result, "Imported")
-		self.assertEqual(lines[receipt(self.prefix, 1)].result, "Skipped")
-		self.assertIn("Failed", lines[receipt(self.prefix, 1)].note)
-		self.assertIn("not a payment in", lines[receipt(self.prefix, 2)].note)
+		self.assertEqual(lines[portal_receipt(self.prefix, 0)].result, "Imported")
+		self.assertEqual(lines[portal_receipt(self.prefix, 1)].result, "Skipped")
+		self.assertIn("Failed", lines[portal_receipt(self.prefix, 1)].note)
+		self.assertIn("not a payment in", lines[portal_receipt(self.prefix, 2)].note)
 		self.assertEqual(self.registered(), 1)
 
 	def test_another_shortcodes_statement_is_refused(self):
-		doc = new_import(SETTINGS, csv_file(portal_rows(self.prefix, 5), shortcode="600772"), "other.csv")
+		doc = new_statement_import(SETTINGS, statement_csv(portal_rows(self.prefix, 5), "600772"), "other.csv")
 		self.assertEqual(doc.start_import(), statement_import.FAILED)
 		self.assertIn("600772", frappe.db.get_value(IMPORT, doc.name, "error"))
 		self.assertEqual(self.registered(), 0)
 
 	def test_accounts_users_read_but_do_not_import(self):
-		doc = new_import(SETTINGS, csv_file(portal_rows(self.prefix, 2)), "roles.csv")
+		doc = new_statement_import(SETTINGS, statement_csv(portal_rows(self.prefix, 2), SHORTCODE), "roles.csv")
 		frappe.set_user(MAKER)
 		self.assertTrue(frappe.has_permission(IMPORT, "read", doc.name))
 		self.assertFalse(frappe.has_permission(IMPORT, "create"))
@@ -229,7 +143,7 @@ class TestMpesaStatementImport(MpesaTestCase):
 
 	def test_a_big_file_is_queued_for_the_long_queue(self):
 		rows = portal_rows(self.prefix, 2500)
-		doc = new_import(SETTINGS, csv_file(rows), "big.csv")
+		doc = new_statement_import(SETTINGS, statement_csv(rows, SHORTCODE), "big.csv")
 		queued = []
 		real_enqueue = frappe.enqueue
 		frappe.enqueue = lambda method, **kwargs: queued.append((method, kwargs))
